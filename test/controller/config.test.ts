@@ -1,0 +1,129 @@
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ConfigError, defaultConfig, formatDuration, loadConfig, parseDuration, parseListen } from "../../src/controller/config.js";
+import { makeTempDir, removeTempDir } from "../helpers/processes.js";
+
+let dir: string;
+beforeEach(async () => (dir = await makeTempDir("config")));
+afterEach(() => removeTempDir(dir));
+
+async function configFile(text: string): Promise<string> {
+  const file = path.join(dir, "controller.toml");
+  await writeFile(file, text);
+  return file;
+}
+
+describe("durations", () => {
+  it.each([
+    ["250ms", 250],
+    ["30s", 30_000],
+    ["5m", 300_000],
+    ["1h", 3_600_000],
+    ["1m30s", 90_000],
+    ["1.5s", 1500],
+  ])("parses %s", (text, ms) => expect(parseDuration(text)).toBe(ms));
+
+  it.each(["", "5", "5 m", "-1s", "5min", "s"])("rejects %j", (text) => expect(parseDuration(text)).toBeNull());
+
+  it("formats durations back", () => {
+    expect([250, 30_000, 300_000, 3_600_000, 1500].map(formatDuration)).toEqual(["250ms", "30s", "5m", "1h", "1500ms"]);
+  });
+});
+
+describe("listen addresses", () => {
+  it("splits host and port, IPv6 in brackets", () => {
+    expect(parseListen("127.0.0.1:9464")).toEqual({ host: "127.0.0.1", port: 9464 });
+    expect(parseListen("[::1]:0")).toEqual({ host: "::1", port: 0 });
+    expect(parseListen("localhost:80")).toEqual({ host: "localhost", port: 80 });
+  });
+  it.each(["9464", "host:", ":9464", "host:65536", "::1:9464", "a b:1"])("rejects %j", (text) => expect(parseListen(text)).toBeNull());
+});
+
+describe("loadConfig", () => {
+  it("uses the defaults of DESIGN §6 when nothing is given", async () => {
+    const config = await loadConfig({ config: await configFile("") }, {});
+    const defaults = defaultConfig();
+    expect(config).toMatchObject({
+      machinesDir: defaults.machinesDir,
+      hooksDir: "/etc/arcbox/hooks/network.d",
+      liveness: "pidfile",
+      pidFile: "vm.pid",
+      workers: 4,
+      resyncIntervalMs: 300_000,
+      startupGraceMs: 30_000,
+      hookTimeoutMs: 30_000,
+      shutdownTimeoutMs: 30_000,
+      listen: "127.0.0.1:9464",
+      perMachineMetrics: true,
+      logLevel: "info",
+    });
+  });
+
+  it("reads every key of the config file, paths relative to the file", async () => {
+    const file = await configFile(
+      [
+        'machines_dir = "machines"',
+        'hooks_dir = "/opt/hooks"',
+        'liveness = "none"',
+        'pid_file = "qemu.pid"',
+        "workers = 8",
+        'resync_interval = "1m"',
+        'startup_grace = "10s"',
+        'hook_timeout = "2s"',
+        'shutdown_timeout = "45s"',
+        'listen = "[::1]:9100"',
+        "per_machine_metrics = false",
+        'log_level = "debug"',
+      ].join("\n"),
+    );
+    expect(await loadConfig({ config: file }, {})).toMatchObject({
+      machinesDir: path.join(dir, "machines"),
+      hooksDir: "/opt/hooks",
+      liveness: "none",
+      pidFile: "qemu.pid",
+      workers: 8,
+      resyncIntervalMs: 60_000,
+      startupGraceMs: 10_000,
+      hookTimeoutMs: 2000,
+      shutdownTimeoutMs: 45_000,
+      listen: "[::1]:9100",
+      perMachineMetrics: false,
+      logLevel: "debug",
+      configFile: file,
+    });
+  });
+
+  it("lets flags beat the environment, which beats the file", async () => {
+    const file = await configFile('machines_dir = "/from/file"\nhooks_dir = "/hooks/file"\nlisten = "127.0.0.1:1"\n');
+    const env = { ARCBOX_MACHINES_DIR: "/from/env", ARCBOX_LISTEN: "127.0.0.1:2" };
+    const config = await loadConfig({ config: file, machinesDir: "/from/flag" }, env);
+    expect(config.machinesDir).toBe("/from/flag");
+    expect(config.listen).toBe("127.0.0.1:2");
+    expect(config.hooksDir).toBe("/hooks/file");
+  });
+
+  it.each([
+    ['machines = "/x"', /controller\.toml:1:1: unknown key "machines"/],
+    ["workers = 0", /:1:1: workers: /],
+    ["workers = 2.5", /:1:1: workers: /],
+    ['resync_interval = "soon"', /:1:1: resync_interval: invalid duration "soon"/],
+    ['liveness = "ping"', /:1:1: liveness: /],
+    ['listen = "9464"', /:1:1: listen: must be HOST:PORT/],
+    ['pid_file = "../x.pid"', /:1:1: pid_file: must be a file name/],
+    ['log_level = "verbose"', /:1:1: log_level: /],
+    ["workers = ", /controller\.toml:1:\d+: /],
+  ])("rejects %j with file, line and reason", async (text, message) => {
+    const file = await configFile(text);
+    await expect(loadConfig({ config: file }, {})).rejects.toThrow(message);
+    await expect(loadConfig({ config: file }, {})).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it("fails for a named config file that does not exist, but not for the absent default", async () => {
+    await expect(loadConfig({ config: path.join(dir, "missing.toml") }, {})).rejects.toThrow(/cannot read config file .*missing\.toml/);
+  });
+
+  it("names the environment variable of a bad value", async () => {
+    await expect(loadConfig({ config: await configFile("") }, { ARCBOX_LISTEN: "nope" })).rejects.toThrow(/environment variable ARCBOX_LISTEN: invalid address "nope"/);
+  });
+});
