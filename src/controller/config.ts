@@ -8,6 +8,7 @@ import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
+import { parseListenAddress } from "../metrics/listen-address.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -93,9 +94,20 @@ const durationText = z.string().transform((text, ctx) => {
   return ms;
 });
 
-const listenText = z.string().refine((text) => parseListen(text) !== null, {
-  message: 'must be HOST:PORT, e.g. "127.0.0.1:9464" or "[::1]:9464" (port 0..65535)',
+const listenText = z.string().superRefine((text, ctx) => {
+  const problem = listenProblem(text);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
+
+/** Why `text` is not a usable `HOST:PORT`, or null when it is. */
+function listenProblem(text: string): string | null {
+  try {
+    parseListenAddress(text);
+    return null;
+  } catch (error) {
+    return (error as Error).message.replace(/^metrics listen address "[^"]*": /, "");
+  }
+}
 
 const pidFileText = z
   .string()
@@ -117,15 +129,6 @@ const fileSchema = z.strictObject({
   per_machine_metrics: z.boolean().optional(),
   log_level: z.enum(LOG_LEVELS).optional(),
 });
-
-/** Splits `HOST:PORT` (IPv6 in brackets). Returns `null` when malformed. */
-export function parseListen(text: string): { host: string; port: number } | null {
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(text);
-  if (!match) return null;
-  const port = Number(match[3]);
-  if (port > 65535) return null;
-  return { host: (match[1] ?? match[2]) as string, port };
-}
 
 /** Options given on the command line; `undefined` means not given. */
 export interface ConfigFlags {
@@ -242,8 +245,9 @@ function applyValue(config: ControllerConfig, key: keyof ConfigFlags, value: str
       config.liveness = value as Liveness;
       return;
     case "listen":
-      if (parseListen(value) === null) {
-        throw new ConfigError(`${source}: invalid address "${value}" (expected HOST:PORT, e.g. 127.0.0.1:9464)`);
+      {
+        const problem = listenProblem(value);
+        if (problem) throw new ConfigError(`${source}: invalid address "${value}": ${problem}`);
       }
       config.listen = value;
       return;

@@ -1,0 +1,198 @@
+import { Agent, request } from "node:http";
+import { afterEach, describe, expect, it } from "vitest";
+import { ControllerMetrics } from "../../src/metrics/controller-metrics.js";
+import type { HealthSource } from "../../src/metrics/health.js";
+import { MetricsServerError, startMetricsServer } from "../../src/metrics/http-server.js";
+import { ListenAddressError } from "../../src/metrics/listen-address.js";
+import { captureLogger, startTestServer, type TestServer } from "./server-fixture.js";
+
+let server: TestServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+async function start(health?: HealthSource): Promise<TestServer> {
+  server = await startTestServer(health ? { health } : {});
+  return server;
+}
+
+/** A raw request with node:http, for methods and headers fetch() hides. */
+function rawRequest(
+  url: string,
+  method: string,
+  agent?: Agent,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, agent }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("metrics HTTP server", () => {
+  it("reports the actual bound address and logs it; no warning on loopback", async () => {
+    const s = await start();
+    expect(s.server.address).toMatch(/^127\.0\.0\.1:[1-9]\d*$/);
+    expect(s.logs.find((l) => l.msg === "metrics server listening")?.address).toBe(s.server.address);
+    expect(s.logs.filter((l) => l.level === 40)).toEqual([]);
+  });
+
+  it("binds loopback when the host is omitted", async () => {
+    const { logger } = captureLogger();
+    const metrics = new ControllerMetrics({ version: "x" });
+    const health: HealthSource = { liveness: () => [], readiness: () => [] };
+    const started = await startMetricsServer({ listen: ":0", metrics, health, logger });
+    try {
+      expect(started.address).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect((await fetch(`http://${started.address}/healthz`)).status).toBe(200);
+    } finally {
+      await started.close();
+    }
+  });
+
+  it("serves /metrics for GET and HEAD; HEAD has headers but no body", async () => {
+    const s = await start();
+    const get = await fetch(s.url("/metrics"));
+    expect(get.status).toBe(200);
+    expect(await get.text()).toContain("arcbox_machines{");
+    const head = await rawRequest(s.url("/metrics"), "HEAD");
+    expect(head.status).toBe(200);
+    expect(head.headers["content-type"]).toBe(s.metrics.contentType);
+    expect(Number(head.headers["content-length"])).toBeGreaterThan(1000);
+    expect(head.body).toBe("");
+  });
+
+  it("answers /healthz with 200 ok, and 503 listing only the failing checks", async () => {
+    const s = await start();
+    let response = await fetch(s.url("/healthz"));
+    expect([response.status, await response.text()]).toEqual([200, "ok\n"]);
+
+    s.health.live = [
+      { name: "event-loop", ok: true },
+      { name: "watcher", ok: false, detail: "chokidar error:\nEMFILE" },
+    ];
+    response = await fetch(s.url("/healthz"));
+    expect(response.status).toBe(503);
+    expect(await response.text()).toBe("[-]watcher failed: chokidar error: EMFILE\nhealthz check failed\n");
+  });
+
+  it("answers /readyz with 503 until ready, and ?verbose lists every check", async () => {
+    const s = await start();
+    s.health.ready = [
+      { name: "watcher", ok: true },
+      { name: "initial-sync", ok: false, detail: "12 of 40 machines queued" },
+    ];
+    let response = await fetch(s.url("/readyz"));
+    expect(response.status).toBe(503);
+    expect(await response.text()).toBe("[-]initial-sync failed: 12 of 40 machines queued\nreadyz check failed\n");
+
+    response = await fetch(s.url("/readyz?verbose"));
+    expect(response.status).toBe(503);
+    expect(await response.text()).toBe(
+      "[+]watcher ok\n[-]initial-sync failed: 12 of 40 machines queued\nreadyz check failed\n",
+    );
+
+    s.health.ready = [
+      { name: "watcher", ok: true },
+      { name: "initial-sync", ok: true },
+    ];
+    response = await fetch(s.url("/readyz"));
+    expect([response.status, await response.text()]).toEqual([200, "ok\n"]);
+    response = await fetch(s.url("/readyz?verbose"));
+    expect([response.status, await response.text()]).toEqual([
+      200,
+      "[+]watcher ok\n[+]initial-sync ok\nreadyz check passed\n",
+    ]);
+  });
+
+  it("answers 503 and logs when the health source itself throws", async () => {
+    const s = await start({
+      liveness: () => [],
+      readiness: () => {
+        throw new Error("controller not wired");
+      },
+    });
+    const response = await fetch(s.url("/readyz"));
+    expect(response.status).toBe(503);
+    expect(await response.text()).toContain("[-]health-source failed: controller not wired");
+    expect(s.logs.some((l) => l.msg === "health source failed" && l.level === 50)).toBe(true);
+  });
+
+  it("answers 500 and logs when rendering the metrics fails", async () => {
+    const s = await start();
+    s.metrics.trackInFlight(() => {
+      throw new Error("queue gone");
+    });
+    const response = await fetch(s.url("/metrics"));
+    expect(response.status).toBe(500);
+    expect(await response.text()).toContain("queue gone");
+    expect(s.logs.some((l) => l.msg === "metrics request failed" && l.path === "/metrics")).toBe(true);
+  });
+
+  it("serves a landing page linking the endpoints and listing machines, HTML-escaped", async () => {
+    const s = await start();
+    s.metrics.setMachine("web-1", "running", true);
+    s.metrics.setMachine("<script>alert('x')</script>&", "invalid", false);
+    const response = await fetch(s.url("/"));
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    const html = await response.text();
+    expect(html).toContain("<title>arcbox-controller</title>");
+    for (const link of ['href="metrics"', 'href="healthz"', 'href="readyz?verbose"']) expect(html).toContain(link);
+    expect(html).toContain("<tr><td>web-1</td><td>running</td><td>yes</td></tr>");
+    expect(html).toContain(
+      "<tr><td>&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62;&#38;</td><td>invalid</td><td>no</td></tr>",
+    );
+    expect(html).not.toContain("<script>");
+    expect(html).toContain("1.2.3-test");
+  });
+
+  it("answers 404 for unknown paths and 405 with Allow for other methods", async () => {
+    const s = await start();
+    for (const path of ["/nope", "/metrics/", "/healthz/x"]) {
+      const response = await fetch(s.url(path));
+      expect(response.status, path).toBe(404);
+      await response.text();
+    }
+    for (const method of ["POST", "PUT", "DELETE", "OPTIONS"]) {
+      const response = await rawRequest(s.url("/metrics"), method);
+      expect(response.status, method).toBe(405);
+      expect(response.headers.allow).toBe("GET, HEAD");
+    }
+    expect((await rawRequest(s.url("/"), "POST")).status).toBe(405);
+  });
+
+  it("rejects a malformed listen address and a port in use with errors naming the address", async () => {
+    const s = await start();
+    const { logger } = captureLogger();
+    const metrics = s.metrics;
+    const health: HealthSource = { liveness: () => [], readiness: () => [] };
+    await expect(startMetricsServer({ listen: "localhost", metrics, health, logger })).rejects.toThrow(ListenAddressError);
+    const inUse = startMetricsServer({ listen: s.server.address, metrics, health, logger });
+    await expect(inUse).rejects.toThrow(MetricsServerError);
+    await expect(inUse).rejects.toThrow(new RegExp(`"${s.server.address}": EADDRINUSE`));
+  });
+
+  it("close() resolves with an idle keep-alive connection open, then refuses connections", async () => {
+    const s = await start();
+    const agent = new Agent({ keepAlive: true });
+    try {
+      const first = await rawRequest(s.url("/healthz"), "GET", agent);
+      expect(first.status).toBe(200);
+      expect(first.headers.connection).toBe("keep-alive");
+      await s.close();
+      await expect(fetch(s.url("/healthz"))).rejects.toThrow();
+      // close() is idempotent.
+      await s.close();
+    } finally {
+      agent.destroy();
+    }
+    server = undefined;
+  });
+});
