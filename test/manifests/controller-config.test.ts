@@ -1,0 +1,50 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse as parseToml } from "smol-toml";
+import { describe, expect, it } from "vitest";
+import { defaultConfig, loadConfig } from "../../src/controller/config.js";
+
+const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
+const examplePath = path.join(repoRoot, "manifests/examples/controller.toml");
+
+/** DESIGN §6, key by key, in its order. */
+const DESIGN_DEFAULTS: Array<[string, string | number | boolean]> = [
+  ["machines_dir", "/var/lib/arcbox/machines"],
+  ["hooks_dir", "/etc/arcbox/hooks/network.d"],
+  ["liveness", "pidfile"],
+  ["pid_file", "vm.pid"],
+  ["workers", 4],
+  ["resync_interval", "5m"],
+  ["startup_grace", "30s"],
+  ["hook_timeout", "30s"],
+  ["shutdown_timeout", "30s"],
+  ["listen", "127.0.0.1:9464"],
+  ["per_machine_metrics", true],
+  ["log_level", "info"],
+];
+
+describe("manifests/examples/controller.toml", () => {
+  it("sets every key of DESIGN §6 to its default, in the same order", async () => {
+    const example = parseToml(await readFile(examplePath, "utf8"));
+    expect(Object.entries(example)).toEqual(DESIGN_DEFAULTS);
+  });
+
+  it("explains every key with a comment right above it", async () => {
+    const lines = (await readFile(examplePath, "utf8")).split("\n");
+    for (const [key] of DESIGN_DEFAULTS) {
+      const index = lines.findIndex((line) => line.startsWith(`${key} = `));
+      expect(index, `${key} is missing`).toBeGreaterThan(0);
+      expect(lines[index - 1], `${key} has no comment above it`).toMatch(/^# \S/);
+    }
+  });
+
+  it("loads in the controller's own config loader and changes nothing but machines_dir", async () => {
+    const loaded = await loadConfig({ config: examplePath }, {});
+    expect(loaded).toEqual({
+      ...defaultConfig(),
+      machinesDir: "/var/lib/arcbox/machines",
+      configFile: examplePath,
+    });
+  });
+});
