@@ -1,0 +1,175 @@
+/**
+ * Reading one config file safely: never through a symlink, never blocking on a fifo, never more
+ * than 1 MiB, UTF-8 checked with the position of the first bad byte.
+ */
+import { createHash } from "node:crypto";
+import { constants, promises as fsp } from "node:fs";
+import { InvalidConfigError, StoreIoError, errnoCode } from "./errors.js";
+import { validateMachineName } from "./names.js";
+import { parseMachineConfig, type ParsedMachineConfig } from "./toml-codec.js";
+
+/** Opaque token for one exact content of a config file (its SHA-256). */
+export type Revision = string & { readonly __revision: unique symbol };
+
+/** Largest config file the store reads. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/** The bytes of a config file as read, with what a rewrite needs to keep (mode, owner). */
+export interface ConfigSnapshot {
+  path: string;
+  bytes: Buffer;
+  text: string;
+  revision: Revision;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+/** The revision of some file content. */
+export function revisionOf(bytes: Uint8Array): Revision {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}` as Revision;
+}
+
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/**
+ * Reads the raw bytes of a config file. Throws InvalidConfigError when it is a symlink, not a
+ * regular file, unreadable for permissions or larger than 1 MiB; StoreIoError (code ENOENT when
+ * it does not exist) for other failures.
+ */
+export async function readConfigBytes(path: string): Promise<Omit<ConfigSnapshot, "text">> {
+  let handle: fsp.FileHandle;
+  try {
+    // O_NOFOLLOW refuses a symlink; O_NONBLOCK makes opening a fifo return at once (then fstat tells).
+    handle = await fsp.open(path, READ_FLAGS);
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code === "ELOOP") throw invalid(path, "is a symbolic link; the store reads only regular files");
+    if (code === "ENXIO") throw invalid(path, "is not a regular file (a socket or device)");
+    if (code === "EACCES" || code === "EPERM") throw invalid(path, `cannot be read: permission denied (${code})`);
+    throw new StoreIoError(path, "open", error);
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw invalid(path, `is not a regular file (${fileKind(stat)})`);
+    if (stat.size > MAX_CONFIG_BYTES) {
+      throw invalid(path, `is ${stat.size} bytes; config files are limited to 1 MiB (${MAX_CONFIG_BYTES} bytes)`);
+    }
+    const bytes = await readBounded(handle, path, stat.size);
+    return { path, bytes, revision: revisionOf(bytes), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid };
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+async function readBounded(handle: fsp.FileHandle, path: string, expectedSize: number): Promise<Buffer> {
+  let buffer = Buffer.alloc(Math.min(expectedSize, MAX_CONFIG_BYTES) + 1);
+  let length = 0;
+  for (;;) {
+    if (length === buffer.length) {
+      // The file grew since fstat: keep reading, but never past the limit.
+      if (buffer.length > MAX_CONFIG_BYTES) {
+        throw invalid(path, `is larger than 1 MiB (${MAX_CONFIG_BYTES} bytes)`);
+      }
+      const bigger = Buffer.alloc(Math.min(buffer.length * 2, MAX_CONFIG_BYTES + 1));
+      buffer.copy(bigger, 0, 0, length);
+      buffer = bigger;
+    }
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(buffer, length, buffer.length - length, length));
+    } catch (error) {
+      throw new StoreIoError(path, "read", error);
+    }
+    if (bytesRead === 0) return buffer.subarray(0, length);
+    length += bytesRead;
+  }
+}
+
+function fileKind(stat: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string {
+  if (stat.isDirectory()) return "a directory";
+  if (stat.isFIFO()) return "a fifo";
+  if (stat.isSocket()) return "a socket";
+  if (stat.isCharacterDevice() || stat.isBlockDevice()) return "a device";
+  return "not a file";
+}
+
+function invalid(path: string, reason: string, line?: number, column?: number): InvalidConfigError {
+  return new InvalidConfigError(path, { line, column, reason });
+}
+
+/**
+ * Decodes UTF-8 strictly (a BOM is kept as text, so rewrites keep it). Throws InvalidConfigError
+ * at the line and column of the first byte that is not UTF-8.
+ */
+export function decodeUtf8(bytes: Uint8Array, path: string): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    const offset = firstInvalidUtf8Offset(bytes);
+    const before = new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes.subarray(0, offset));
+    const lines = before.split("\n");
+    const line = lines.length;
+    const column = [...(lines[lines.length - 1] ?? "")].length + 1;
+    const byte = bytes[offset] ?? 0;
+    throw invalid(path, `not UTF-8: invalid byte 0x${byte.toString(16).padStart(2, "0")} at offset ${offset}`, line, column);
+  }
+}
+
+/** Offset of the first byte that makes `bytes` invalid UTF-8 (streaming decode is monotonic in the prefix). */
+function firstInvalidUtf8Offset(bytes: Uint8Array): number {
+  const decodesAsPrefix = (n: number) => {
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, n), { stream: true });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let lo = 0;
+  let hi = bytes.length;
+  if (decodesAsPrefix(hi)) {
+    // Only the end is bad: a truncated sequence. Point at its lead byte.
+    let i = bytes.length - 1;
+    while (i > 0 && ((bytes[i] ?? 0) & 0xc0) === 0x80) i--;
+    return i;
+  }
+  while (lo < hi - 1) {
+    const mid = (lo + hi) >> 1;
+    if (decodesAsPrefix(mid)) lo = mid;
+    else hi = mid;
+  }
+  // The prefix of hi bytes fails at byte hi-1. If that byte could start a character (ASCII or a
+  // lead byte), the fault is the unfinished sequence before it: point at that sequence's lead byte.
+  const culprit = bytes[hi - 1] ?? 0;
+  if (culprit < 0x80 || (culprit >= 0xc2 && culprit <= 0xf4)) {
+    let i = hi - 2;
+    while (i > 0 && ((bytes[i] ?? 0) & 0xc0) === 0x80) i--;
+    return Math.max(i, 0);
+  }
+  return hi - 1;
+}
+
+/** A config file read and validated. */
+export interface MachineConfigFile extends ParsedMachineConfig {
+  revision: Revision;
+  text: string;
+  snapshot: ConfigSnapshot;
+}
+
+/**
+ * Reads and validates one config file at any path, with every bad-input check (symlink, not a
+ * regular file, fifo, > 1 MiB, not UTF-8, TOML syntax, schema, and `name` equal to
+ * `options.expectedName` when given). Read-only. Throws InvalidConfigError / InvalidNameError for
+ * bad input, StoreIoError for I/O failures (code ENOENT when the file does not exist).
+ */
+export async function readMachineConfig(
+  path: string,
+  options: { expectedName?: string } = {},
+): Promise<MachineConfigFile> {
+  if (options.expectedName !== undefined) validateMachineName(options.expectedName, path);
+  const raw = await readConfigBytes(path);
+  const text = decodeUtf8(raw.bytes, path);
+  const parsed = parseMachineConfig(text, path, options.expectedName);
+  return { ...parsed, revision: raw.revision, text, snapshot: { ...raw, text } };
+}

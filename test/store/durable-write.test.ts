@@ -1,0 +1,146 @@
+/** Durable writes: faults leave the original intact and no temp file; modes are kept; temp files swept. */
+import { chmod, mkdtemp, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { MachineStore, StoreIoError, isTempFileName } from "../../src/store/index.js";
+import { fsOpsWith, systemError } from "./fs-ops.js";
+import { configText, sampleMachine, tempStore, type TempStore } from "./temp-store.js";
+
+let t: TempStore;
+beforeEach(async () => {
+  t = await tempStore();
+});
+afterEach(async () => {
+  await t.cleanup();
+});
+
+const ORIGINAL = configText("m");
+
+const faults = [
+  ["ENOSPC during write", { write: () => async () => Promise.reject(systemError("ENOSPC", "no space left on device")) }, "write", "ENOSPC"],
+  ["EIO during write after a partial write", {
+    write: (real: (fd: number, d: Uint8Array, o: number, l: number, p: number) => Promise<number>) => {
+      let calls = 0;
+      return async (fd: number, d: Uint8Array, o: number, l: number, p: number) => {
+        if (calls++ === 0) return real(fd, d, o, Math.min(l, 10), p);
+        throw systemError("EIO", "i/o error");
+      };
+    },
+  }, "write", "EIO"],
+  ["EIO during fsync", { fsync: () => async () => Promise.reject(systemError("EIO", "i/o error")) }, "fsync", "EIO"],
+  ["EIO during close", { close: (real: (fd: number) => Promise<void>) => async (fd: number) => { await real(fd); throw systemError("EIO", "i/o error"); } }, "close", "EIO"],
+  ["EDQUOT on fchmod", { fchmod: () => async () => Promise.reject(systemError("EDQUOT", "quota exceeded")) }, "fchmod", "EDQUOT"],
+  ["EIO during rename", { rename: () => async () => Promise.reject(systemError("EIO", "i/o error")) }, "rename", "EIO"],
+  ["ENOSPC creating the temp file", { open: () => async () => Promise.reject(systemError("ENOSPC", "no space left on device")) }, "create", "ENOSPC"],
+] as const;
+
+describe("fault injection", () => {
+  it.each(faults)("%s: StoreIoError, original intact, no temp file left", async (_label, wrappers, operation, code) => {
+    const path = await t.put("m", ORIGINAL, 0o640);
+    const store = new MachineStore({ dir: t.dir, fs: fsOpsWith(wrappers as never) });
+    for (const attempt of [
+      () => store.updateState("m", "running"), // minimal edit
+      () => store.update("m", (m) => void (m.cpus = 7)), // full re-serialisation
+      () => store.save(sampleMachine("m")),
+    ]) {
+      const error = await attempt().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StoreIoError);
+      const io = error as StoreIoError;
+      expect(io.path).toBe(path);
+      expect(io.code).toBe(code);
+      expect(io.operation).toContain(operation);
+      expect(io.message).toContain(path);
+      expect(io.message).toContain(code);
+      expect((await t.bytes("m")).toString()).toBe(ORIGINAL);
+      expect((await stat(path)).mode & 0o777).toBe(0o640);
+      expect(await readdir(join(t.dir, "m"))).toEqual(["config.toml"]);
+    }
+  });
+
+  it("short writes are continued until everything is written", async () => {
+    const store = new MachineStore({
+      dir: t.dir,
+      fs: fsOpsWith({ write: (real) => (fd, d, o, l, p) => real(fd, d, o, Math.min(l, 7), p) }),
+    });
+    const machine = sampleMachine("m");
+    await store.save(machine);
+    expect((await store.load("m")).machine).toEqual(machine);
+  });
+});
+
+describe("modes", () => {
+  it("a rewrite keeps the file's mode (0640 stays 0640), minimal or full", async () => {
+    const path = await t.put("m", ORIGINAL, 0o640);
+    await t.store.updateState("m", "running");
+    expect((await stat(path)).mode & 0o7777).toBe(0o640);
+    await t.store.update("m", (m) => void (m.cpus = 3));
+    expect((await stat(path)).mode & 0o7777).toBe(0o640);
+    await chmod(path, 0o644);
+    await t.store.save(sampleMachine("m"));
+    expect((await stat(path)).mode & 0o7777).toBe(0o644);
+  });
+
+  it("a new file is 0600 and its new directory 0700, whatever the umask", async () => {
+    const old = process.umask(0);
+    try {
+      await t.store.save(sampleMachine("fresh"));
+    } finally {
+      process.umask(old);
+    }
+    expect((await stat(join(t.dir, "fresh", "config.toml"))).mode & 0o7777).toBe(0o600);
+    expect((await stat(join(t.dir, "fresh"))).mode & 0o7777).toBe(0o700);
+  });
+});
+
+describe("sweepTempFiles", () => {
+  it("removes only this store's temp files", async () => {
+    await t.put("m", ORIGINAL);
+    await t.put("n", configText("n"));
+    const ours = [
+      join(t.dir, "m", ".config.toml.arcbox-tmp-1234-0123456789ab"),
+      join(t.dir, "n", ".config.toml.arcbox-tmp-99-abcdefabcdef"),
+    ];
+    const theirs = [
+      join(t.dir, "m", ".config.toml.swp"),
+      join(t.dir, "m", "config.toml~"),
+      join(t.dir, "m", ".config.toml.arcbox-tmp-notours"),
+      join(t.dir, "m", "vm.pid"),
+      join(t.dir, ".lock"),
+    ];
+    for (const p of [...ours, ...theirs]) await writeFile(p, "x");
+    // a temp-like name in a symlinked (not ours) directory is not touched
+    const elsewhere = await mkdtemp(join(tmpdir(), "arcbox-elsewhere-"));
+    const foreign = join(elsewhere, ".config.toml.arcbox-tmp-1-0123456789ab");
+    await writeFile(foreign, "x");
+    await symlink(elsewhere, join(t.dir, "linked"));
+    try {
+      expect(await t.store.sweepTempFiles()).toEqual(ours.sort());
+      for (const p of theirs) await expect(stat(p)).resolves.toBeDefined();
+      await expect(stat(foreign)).resolves.toBeDefined();
+      for (const p of ours) await expect(stat(p)).rejects.toThrow();
+      expect(await t.store.sweepTempFiles()).toEqual([]);
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
+  });
+
+  it("recognises the names the writer uses", async () => {
+    // capture a real temp name by failing the rename after the temp file exists
+    let seen = "";
+    const store = new MachineStore({
+      dir: t.dir,
+      fs: fsOpsWith({
+        rename: () => async (from) => {
+          seen = from;
+          throw systemError("EIO", "i/o error");
+        },
+      }),
+    });
+    await expect(store.save(sampleMachine("m"))).rejects.toBeInstanceOf(StoreIoError);
+    const base = seen.split("/").pop() as string;
+    expect(base.startsWith(".config.toml.")).toBe(true);
+    expect(isTempFileName(base)).toBe(true);
+    expect(isTempFileName(".config.toml.swp")).toBe(false);
+  });
+});

@@ -1,0 +1,140 @@
+/** MachineStore listing, loadAll classification, save over existing files, the standalone reader. */
+import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  InvalidConfigError,
+  InvalidNameError,
+  isValidMachineName,
+  MachineNotFoundError,
+  readMachineConfig,
+  StoreIoError,
+  validateMachineName,
+} from "../../src/store/index.js";
+import { configText, sampleMachine, tempStore, type TempStore } from "./temp-store.js";
+
+let t: TempStore;
+beforeEach(async () => {
+  t = await tempStore();
+});
+afterEach(async () => {
+  await t.cleanup();
+});
+
+describe("list and loadAll", () => {
+  it("classify every entry; hidden entries are skipped; nothing is dropped", async () => {
+    await t.put("good", configText("good"));
+    await t.put("bad", configText("bad").replace("cpus = 2", "cpus = 2.5"));
+    await mkdir(join(t.dir, "empty"));
+    await writeFile(join(t.dir, "stray-file"), "x");
+    await mkdir(join(t.dir, "-weird"));
+    await writeFile(join(t.dir, ".controller.lock"), "123");
+    await symlink(join(t.dir, "good"), join(t.dir, "alias"));
+
+    expect(await t.store.list()).toEqual(["bad", "good"]);
+    const all = await t.store.loadAll();
+    expect(all.machines.map((m) => m.machine.name)).toEqual(["good"]);
+    const invalid = Object.fromEntries(all.invalid.map((i) => [i.name, i]));
+    expect(Object.keys(invalid).sort()).toEqual(["-weird", "alias", "bad", "empty", "stray-file"]);
+    expect(invalid["bad"]?.error).toBeInstanceOf(InvalidConfigError);
+    expect(invalid["bad"]?.error.message).toBe(`${join(t.dir, "bad", "config.toml")}:2:1: cpus: expected an integer, found a float (2.5)`);
+    expect(invalid["empty"]?.error.message).toBe(`${join(t.dir, "empty", "config.toml")}: missing: the machine directory has no config.toml`);
+    expect(invalid["stray-file"]?.error.message).toContain("is not a directory");
+    expect(invalid["-weird"]?.error).toBeInstanceOf(InvalidNameError);
+    expect(invalid["alias"]?.error.message).toContain("symbolic link");
+    expect(invalid["alias"]?.path).toBe(join(t.dir, "alias"));
+  });
+
+  it("a missing machines directory is empty", async () => {
+    const { MachineStore } = await import("../../src/store/index.js");
+    const store = new MachineStore({ dir: join(t.dir, "nope") });
+    expect(await store.list()).toEqual([]);
+    expect(await store.loadAll()).toEqual({ machines: [], invalid: [] });
+    expect(await store.sweepTempFiles()).toEqual([]);
+  });
+
+  it("load of a missing machine or config is MachineNotFoundError", async () => {
+    await expect(t.store.load("ghost")).rejects.toBeInstanceOf(MachineNotFoundError);
+    await mkdir(join(t.dir, "hollow"));
+    await expect(t.store.load("hollow")).rejects.toThrow(`${join(t.dir, "hollow", "config.toml")}: machine "hollow" not found`);
+    await expect(t.store.updateState("ghost", "stopped")).rejects.toBeInstanceOf(MachineNotFoundError);
+  });
+
+  it("loadAll over 2000 machines reads them all (bounded concurrency)", async () => {
+    const names = Array.from({ length: 2000 }, (_, i) => `vm-${String(i).padStart(5, "0")}`);
+    for (const name of names) await t.put(name, configText(name));
+    const all = await t.store.loadAll();
+    expect(all.invalid).toEqual([]);
+    expect(all.machines.map((m) => m.machine.name)).toEqual(names);
+  });
+});
+
+describe("save", () => {
+  it("keeps unknown keys of the file it replaces and refuses to replace an invalid file", async () => {
+    await t.put("m", configText("m", 'added_by_newer = "x"\n'));
+    await t.store.save(sampleMachine("m", { state: "running" }));
+    const loaded = await t.store.load("m");
+    expect(loaded.unknownKeys).toEqual(["added_by_newer"]);
+    expect(loaded.machine).toEqual(sampleMachine("m", { state: "running" }));
+
+    const invalid = configText("m").replace('state = "stopped"', 'state = "Stopped"');
+    await t.put("m", invalid);
+    await expect(t.store.save(sampleMachine("m"))).rejects.toBeInstanceOf(InvalidConfigError);
+    expect((await t.bytes("m")).toString()).toBe(invalid);
+  });
+
+  it("refuses an invalid machine, writing nothing", async () => {
+    for (const bad of [
+      sampleMachine("m", { cpus: 4.5 }),
+      sampleMachine("m", { cpus: -1 }),
+      sampleMachine("m", { memory_mb: 2n ** 63n }),
+      sampleMachine("m", { created_at: "not a date" }),
+      sampleMachine("m", { state: "starting" as never }),
+    ]) {
+      await expect(t.store.save(bad)).rejects.toThrow(/refusing to write an invalid machine/);
+    }
+    await expect(t.store.load("m")).rejects.toBeInstanceOf(MachineNotFoundError);
+  });
+
+  it("writes created_at as a quoted string and keys in declaration order", async () => {
+    await t.store.save(sampleMachine("m", { ip_address: "10.0.0.2" }));
+    const text = (await readFile(join(t.dir, "m", "config.toml"))).toString();
+    expect(text.split("\n").filter((l) => /^\w+ = /.test(l)).map((l) => l.split(" ")[0])).toEqual([
+      "name", "cpus", "memory_mb", "disk_gb", "kernel", "cmdline", "distro", "distro_version", "ip_address",
+      "state", "vm_id", "created_at", "path", "read_only", "path", "read_only",
+    ]);
+    expect(text).toContain('created_at = "2026-04-27T04:13:21.482913Z"');
+    expect(text).toContain("[[block_devices]]");
+    await t.store.update("m", (m) => void (m.block_devices = []));
+    expect((await readFile(join(t.dir, "m", "config.toml"))).toString()).toContain("block_devices = []");
+  });
+
+  it("update refuses to rename a machine", async () => {
+    await t.put("m", configText("m"));
+    await expect(t.store.update("m", (m) => ({ ...m, name: "other" }))).rejects.toThrow(/cannot rename/);
+    expect((await t.bytes("m")).toString()).toBe(configText("m"));
+  });
+});
+
+describe("readMachineConfig and names", () => {
+  it("reads any path, checking the name only when asked", async () => {
+    const path = await t.put("m", configText("m"));
+    const read = await readMachineConfig(path);
+    expect(read.machine.name).toBe("m");
+    expect(read.text).toBe(configText("m"));
+    expect(read.revision).toMatch(/^sha256:[0-9a-f]{64}$/);
+    await expect(readMachineConfig(path, { expectedName: "other" })).rejects.toThrow(/does not match its directory name "other"/);
+    await expect(readMachineConfig(join(t.dir, "nothing.toml"))).rejects.toSatisfy(
+      (e: unknown) => e instanceof StoreIoError && e.code === "ENOENT",
+    );
+  });
+
+  it("validates machine names", () => {
+    for (const ok of ["a", "A0", "vm-1.test_2", "9", "a".repeat(128), "a..b"]) expect(isValidMachineName(ok)).toBe(true);
+    for (const bad of ["", "..", ".", "a/b", "-a", "_a", "a.", "a".repeat(129), "a b", "é", "a\\b"]) {
+      expect(isValidMachineName(bad)).toBe(false);
+      expect(() => validateMachineName(bad)).toThrow(InvalidNameError);
+    }
+    expect(() => validateMachineName("a.")).toThrow('machine name: invalid machine name "a.": it must not end in \'.\'');
+  });
+});
