@@ -1,0 +1,307 @@
+/**
+ * The controller's lifecycle (DESIGN §2): lock, sweep, watch, list, queue, reconcile, resync and a
+ * graceful stop. Data flows one way: sources → work queue → reconciler → store / metrics.
+ */
+import { mkdir } from "node:fs/promises";
+import { basename } from "node:path";
+import { randomBytes } from "node:crypto";
+import type { FSWatcher } from "chokidar";
+import type { Logger } from "pino";
+import PQueue from "p-queue";
+import { MachineStore } from "../store/index.js";
+import type { ControllerMetrics } from "../metrics/controller-metrics.js";
+import type { HealthCheck } from "../metrics/http-server.js";
+import type { ControllerConfig } from "./config.js";
+import { discoverHooks, HookError, skipReasonForName, type NetworkHook } from "./hooks.js";
+import { acquireInstanceLock, type InstanceLock } from "./instance-lock.js";
+import { Reconciler, ReconcileError, type MachineView, type ReconcileObserver, type ReconcileOutcome } from "./reconciler.js";
+import { listMachineNames, startResync, watchMachines } from "./sources.js";
+import { WorkQueue } from "./workqueue.js";
+
+export interface ControllerOptions {
+  config: ControllerConfig;
+  logger: Logger;
+  metrics: ControllerMetrics;
+  /**
+   * In-process hooks (library use). When given they replace the executables of `hooks_dir`;
+   * they run in this order.
+   */
+  hooks?: NetworkHook[];
+}
+
+/** Watch errors after which events are no longer delivered: the process should be restarted. */
+const FATAL_WATCH_ERRORS = new Set(["ENOSPC", "EMFILE", "ENFILE"]);
+
+export class Controller {
+  private readonly store: MachineStore;
+  private readonly reconciler: Reconciler;
+  private readonly queue: WorkQueue;
+  private readonly abort = new AbortController();
+  private lock: InstanceLock | null = null;
+  private watcher: FSWatcher | null = null;
+  private resync: { stop(): void } | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private lastHeartbeat = Date.now();
+  private watcherFailure: string | null = null;
+  private initialPassQueued = false;
+  private stopping = false;
+
+  constructor(private readonly options: ControllerOptions) {
+    const { config, metrics } = options;
+    this.store = new MachineStore({ dir: config.machinesDir });
+    this.reconciler = new Reconciler({
+      store: this.store,
+      hooks: hookSource(options),
+      liveness: config.liveness,
+      pidFile: config.pidFile,
+      startupGraceMs: config.startupGraceMs,
+      signal: this.abort.signal,
+      observer: metricsObserver(metrics),
+    });
+    this.queue = new WorkQueue({
+      workers: config.workers,
+      observer: metrics.workqueue,
+      process: (name) => this.process(name),
+      onError: (name, error, retryInMs, attempt) => this.logFailure(name, error, retryInMs, attempt),
+    });
+    metrics.trackInFlight(() => this.queue.inFlight());
+  }
+
+  /**
+   * Starts the controller: creates the machines directory if needed, takes the single-instance lock
+   * (throws `LockHeldError` if another controller holds it), removes the store's leftover temp
+   * files, starts watching, and queues every machine. Resolves when the controller is ready.
+   */
+  async start(): Promise<void> {
+    const { config, logger, metrics } = this.options;
+    await mkdir(config.machinesDir, { recursive: true, mode: 0o755 });
+    this.lock = await acquireInstanceLock(config.machinesDir);
+    const swept = await this.store.sweepTempFiles();
+    for (const path of swept) logger.info({ path }, "removed leftover temp file");
+
+    this.heartbeat = setInterval(() => (this.lastHeartbeat = Date.now()), 1000);
+    this.heartbeat.unref();
+
+    // Watch before listing, so nothing created in between is missed.
+    this.watcher = await watchMachines({
+      machinesDir: config.machinesDir,
+      pidFile: config.pidFile,
+      onMachine: (name, event) => {
+        metrics.watchEvent(event);
+        this.queue.add(name);
+      },
+      onError: (error) => {
+        metrics.watchEvent("error");
+        const code = (error as NodeJS.ErrnoException).code ?? "";
+        if (FATAL_WATCH_ERRORS.has(code)) this.watcherFailure = `${code}: ${error.message}`;
+        logger.error({ err: error.message, code }, "file watch error");
+      },
+    });
+    await this.enqueueAll();
+    this.initialPassQueued = true;
+    this.resync = startResync(config.resyncIntervalMs, async () => {
+      try {
+        await this.enqueueAll();
+      } catch (error) {
+        logger.error({ err: (error as Error).message }, "resync listing failed");
+      }
+    });
+    logger.info(
+      { machines_dir: config.machinesDir, hooks_dir: config.hooksDir, liveness: config.liveness, workers: config.workers },
+      "controller started",
+    );
+  }
+
+  /**
+   * Stops gracefully: readiness fails, watching and resync stop, in-flight reconciles finish within
+   * `shutdown_timeout` (then running hooks are killed; no file is ever half-written because every
+   * write is a rename), and the lock is released. Resolves whether in-flight work drained in time.
+   */
+  async stop(): Promise<boolean> {
+    if (this.stopping) return true;
+    this.stopping = true;
+    const { config, logger } = this.options;
+    this.resync?.stop();
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.watcher?.close();
+    const drained = await this.queue.shutDown({ timeoutMs: config.shutdownTimeoutMs });
+    if (!drained) {
+      logger.warn({ shutdown_timeout_ms: config.shutdownTimeoutMs }, "in-flight reconciles did not finish in time; stopping their hooks");
+      this.abort.abort();
+      await this.queue.shutDown({ timeoutMs: 10_000 });
+    }
+    await this.lock?.release();
+    return drained;
+  }
+
+  /** `/healthz` checks: the event loop turns and the watcher still delivers events. */
+  liveness(): HealthCheck[] {
+    const lag = Date.now() - this.lastHeartbeat;
+    return [
+      { name: "event-loop", ok: lag < 10_000, detail: `last heartbeat ${lag}ms ago` },
+      { name: "watcher", ok: this.watcherFailure === null, detail: this.watcherFailure ?? "watching" },
+    ];
+  }
+
+  /** `/readyz` checks: started, first full listing queued, watcher ready, not shutting down. */
+  readiness(): HealthCheck[] {
+    return [
+      { name: "watcher", ok: this.watcher !== null && this.watcherFailure === null, detail: this.watcherFailure ?? (this.watcher ? "ready" : "starting") },
+      { name: "initial-listing", ok: this.initialPassQueued, detail: this.initialPassQueued ? "queued" : "pending" },
+      { name: "shutdown", ok: !this.stopping, detail: this.stopping ? "shutting down" : "running" },
+    ];
+  }
+
+  /** Resolves when no reconcile is waiting or running (delayed requeues excluded). For tests and tools. */
+  idle(): Promise<void> {
+    return this.queue.onIdle();
+  }
+
+  private async enqueueAll(): Promise<void> {
+    const names = new Set(await listMachineNames(this.options.config.machinesDir));
+    // Machines we still show but whose directory vanished without an event get reconciled (and forgotten) too.
+    for (const machine of this.options.metrics.machines()) names.add(machine.name);
+    for (const name of names) this.queue.add(name);
+    this.options.metrics.resyncCompleted(new Date());
+  }
+
+  private async process(name: string): Promise<{ requeueAfter: number } | void> {
+    const { logger, metrics } = this.options;
+    const log = logger.child({ machine: name, reconcile_id: newReconcileId() });
+    const started = performance.now();
+    try {
+      const outcome = await this.reconciler.reconcile(name, log);
+      const seconds = (performance.now() - started) / 1000;
+      if (outcome.kind === "pending") {
+        metrics.reconcileFinished("requeue_after", seconds);
+        return { requeueAfter: outcome.requeueAfterMs };
+      }
+      metrics.reconcileFinished("success", seconds);
+      log.debug({ outcome: outcome.kind, duration_ms: Math.round(seconds * 1000) }, "reconciled");
+    } catch (error) {
+      metrics.reconcileFinished("error", (performance.now() - started) / 1000);
+      throw error;
+    }
+  }
+
+  private logFailure(name: string, error: unknown, retryInMs: number, attempt: number): void {
+    this.options.logger.error({ machine: name, retry_in_ms: retryInMs, attempt, ...failureFields(error) }, "reconcile failed; will retry");
+  }
+}
+
+/**
+ * The hooks for a recovery: the in-process ones when given, else the executables of `hooks_dir`,
+ * discovered afresh for each recovery so edits to the directory apply at once.
+ */
+function hookSource({ config, logger, hooks }: ControllerOptions): () => Promise<NetworkHook[]> {
+  if (hooks) return async () => hooks;
+  return async () => {
+    const found = await discoverHooks(config.hooksDir, { timeoutMs: config.hookTimeoutMs });
+    for (const skip of found.skipped) {
+      // Hidden files and editor or package leftovers are skipped by design; anything else wants fixing.
+      const expected = skipReasonForName(basename(skip.file)) !== undefined;
+      logger[expected ? "debug" : "warn"]({ hook: skip.file, reason: skip.reason }, "skipping network hook");
+    }
+    return found.hooks;
+  };
+}
+
+/** Log fields of a failed reconcile; a hook failure adds the hook, its exit and its stderr tail. */
+function failureFields(error: unknown): Record<string, unknown> {
+  const cause = error instanceof ReconcileError ? error.cause : error;
+  const fields: Record<string, unknown> = { err: (error as Error).message };
+  if (cause instanceof HookError) {
+    Object.assign(fields, { hook: cause.hook, exit_code: cause.exitCode, signal: cause.signal, timed_out: cause.timedOut, stderr: cause.stderrTail });
+  }
+  return fields;
+}
+
+/** Routes the reconciler's observations into the metrics. */
+export function metricsObserver(metrics: ControllerMetrics): ReconcileObserver {
+  return {
+    observed: (view: MachineView) => {
+      if (view.kind === "gone") metrics.deleteMachine(view.name);
+      else if (view.kind === "invalid") metrics.setMachine(view.name, "invalid", false);
+      else metrics.setMachine(view.name, view.machine.state, view.needsRecovery);
+    },
+    recoveryFinished: (result) => metrics.recoveryFinished(result),
+    storeWrite: (result) => metrics.storeWrite(result),
+    hookFinished: (hook, result, seconds) => metrics.hookFinished(hook, result, seconds),
+  };
+}
+
+function newReconcileId(): string {
+  return randomBytes(4).toString("hex");
+}
+
+/** Totals of one `reconcile` pass. */
+export interface PassSummary {
+  machines: number;
+  recovered: number;
+  errors: number;
+  invalid: number;
+  pending: number;
+  duration_ms: number;
+}
+
+export interface PassOptions extends ControllerOptions {
+  /** Called after each machine, for progress display. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * One full pass over every machine (`arcbox-controller reconcile`): each machine is reconciled once,
+ * failed hooks are not retried, and machines inside their startup grace count as pending.
+ * Takes the single-instance lock like the service. Errors are counted, not thrown, except for the
+ * lock and an unreadable machines directory.
+ */
+export async function reconcileOnce(options: PassOptions): Promise<PassSummary> {
+  const { config, logger, metrics } = options;
+  const started = performance.now();
+  const lock = await acquireInstanceLock(config.machinesDir);
+  const abort = new AbortController();
+  const onSignal = () => abort.abort();
+  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
+  try {
+    const store = new MachineStore({ dir: config.machinesDir });
+    for (const path of await store.sweepTempFiles()) logger.info({ path }, "removed leftover temp file");
+    const reconciler = new Reconciler({
+      store,
+      hooks: hookSource(options),
+      liveness: config.liveness,
+      pidFile: config.pidFile,
+      startupGraceMs: config.startupGraceMs,
+      signal: abort.signal,
+      observer: metricsObserver(metrics),
+    });
+    const names = await listMachineNames(config.machinesDir);
+    const summary: PassSummary = { machines: 0, recovered: 0, errors: 0, invalid: 0, pending: 0, duration_ms: 0 };
+    let done = 0;
+    const pool = new PQueue({ concurrency: config.workers });
+    await pool.addAll(
+      names.map((name) => async () => {
+        const log = logger.child({ machine: name, reconcile_id: newReconcileId() });
+        let outcome: ReconcileOutcome | null = null;
+        try {
+          outcome = abort.signal.aborted ? null : await reconciler.reconcile(name, log);
+        } catch (error) {
+          summary.errors++;
+          summary.machines++;
+          log.error(failureFields(error), "reconcile failed");
+        }
+        if (outcome) {
+          if (outcome.kind !== "gone") summary.machines++;
+          if (outcome.kind === "recovered") summary.recovered++;
+          if (outcome.kind === "invalid") summary.invalid++;
+          if (outcome.kind === "pending") summary.pending++;
+        }
+        options.onProgress?.(++done, names.length);
+      }),
+    );
+    summary.duration_ms = Math.round(performance.now() - started);
+    return summary;
+  } finally {
+    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+    await lock.release();
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Event sources (DESIGN §2): the start-up listing, filesystem watch events and the periodic resync.
+ * Each source only names machines; what to do is the reconciler's decision.
+ */
+import { readdir } from "node:fs/promises";
+import { basename, relative, sep } from "node:path";
+import { watch, type FSWatcher } from "chokidar";
+
+/**
+ * Names of the entries of `machinesDir` that can be machines (hidden entries, such as the lock
+ * file and temp files, are skipped). A missing directory has no machines. Other errors are thrown.
+ */
+export async function listMachineNames(machinesDir: string): Promise<string[]> {
+  try {
+    const entries = await readdir(machinesDir);
+    return entries.filter((entry) => !entry.startsWith(".")).sort();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+}
+
+export interface MachineWatcherOptions {
+  machinesDir: string;
+  pidFile: string;
+  /** Called with the machine name for every relevant event. */
+  onMachine: (name: string, event: string) => void;
+  onError: (error: Error) => void;
+}
+
+/**
+ * Watches `<machines-dir>/<name>` directories and their `config.toml` and pid file with native
+ * filesystem events (no polling, no write-finish delay: the reconciler copes with partial states
+ * because it re-reads, and the store writes by rename). Resolves once the initial scan is done.
+ */
+export async function watchMachines(options: MachineWatcherOptions): Promise<FSWatcher> {
+  const { machinesDir, pidFile, onMachine, onError } = options;
+  const relevant = new Set(["config.toml", pidFile]);
+
+  /** The machine a path belongs to, or null when the path is not one we care about. */
+  const machineOf = (path: string): string | null => {
+    const rel = relative(machinesDir, path);
+    if (rel === "" || rel.startsWith("..")) return null;
+    const parts = rel.split(sep);
+    const name = parts[0]!;
+    if (name.startsWith(".")) return null;
+    if (parts.length === 1) return name;
+    if (parts.length === 2 && relevant.has(parts[1]!)) return name;
+    return null;
+  };
+
+  const watcher = watch(machinesDir, {
+    ignoreInitial: true,
+    depth: 1,
+    followSymlinks: false,
+    // Skip whole subtrees that can never matter (disk images, sockets); keep the root.
+    ignored: (path: string, stats) => {
+      if (path === machinesDir) return false;
+      const rel = relative(machinesDir, path);
+      const parts = rel.split(sep);
+      if (parts[0]!.startsWith(".")) return true;
+      if (parts.length === 1) return false;
+      if (parts.length > 2) return true;
+      // Second level: only the files we watch; directories there are never descended into.
+      return stats?.isDirectory() === true || !relevant.has(basename(path));
+    },
+  });
+
+  const forward = (event: string) => (path: string) => {
+    const name = machineOf(path);
+    if (name !== null) onMachine(name, event);
+  };
+  for (const event of ["add", "change", "unlink", "addDir", "unlinkDir"] as const) {
+    watcher.on(event, forward(event));
+  }
+  watcher.on("error", (error) => onError(error instanceof Error ? error : new Error(String(error))));
+
+  await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+  return watcher;
+}
+
+/** Schedules `run` every `intervalMs` ±10% (jitter keeps a fleet of controllers from resyncing in step). */
+export function startResync(intervalMs: number, run: () => Promise<void>): { stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const schedule = () => {
+    const jittered = intervalMs * (0.9 + Math.random() * 0.2);
+    timer = setTimeout(async () => {
+      await run();
+      if (!stopped) schedule();
+    }, jittered);
+  };
+  schedule();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+

@@ -1,0 +1,287 @@
+/**
+ * The reconcile loop end to end inside one process: real machines directories, real hook
+ * executables, real VM stand-in processes, real file watching.
+ */
+import { readFile, writeFile, rm, stat, readdir, utimes } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Controller } from "../../src/controller/controller.js";
+import { LockHeldError } from "../../src/controller/instance-lock.js";
+import type { ControllerConfig } from "../../src/controller/config.js";
+import { ControllerMetrics } from "../../src/metrics/controller-metrics.js";
+import { isProcessGone, makeTempDir, removeTempDir, startProcess, stopProcess, waitFor, readPidFileIfPresent } from "../helpers/processes.js";
+import { machineToml, memoryLogger, testConfig, writeHook, writeMachine } from "../helpers/machines.js";
+import type { ChildProcess } from "node:child_process";
+
+let root: string;
+let machines: string;
+let hooks: string;
+let running: Controller[];
+let children: ChildProcess[];
+
+beforeEach(async () => {
+  root = await makeTempDir("controller");
+  machines = path.join(root, "machines");
+  hooks = path.join(root, "hooks");
+  running = [];
+  children = [];
+});
+
+afterEach(async () => {
+  for (const controller of running) await controller.stop();
+  for (const child of children) await stopProcess(child);
+  await removeTempDir(root);
+});
+
+async function startController(overrides: Partial<ControllerConfig> = {}) {
+  const { logger, lines } = memoryLogger();
+  const metrics = new ControllerMetrics({ version: "test" });
+  const controller = new Controller({ config: testConfig(machines, hooks, overrides), logger, metrics });
+  await controller.start();
+  running.push(controller);
+  return { controller, metrics, lines };
+}
+
+const configOf = (name: string) => path.join(machines, name, "config.toml");
+const stateOf = async (name: string) => /state = "(\w+)"/.exec(await readFile(configOf(name), "utf8"))?.[1];
+const readLog = async (file: string) => (await readFile(file, "utf8").catch(() => "")).split("\n").filter(Boolean);
+
+describe("recovery", () => {
+  it("runs each hook once in name order with the specified argv, env and stdin, then persists stopped and nothing else", async () => {
+    const original = machineToml("dev", { extra: "# a comment the controller must keep\nfuture_key = 'kept'" });
+    await writeMachine(machines, "dev", original);
+    const record = path.join(root, "record");
+    // Each hook records its name, argv, cwd, exact environment and stdin.
+    for (const name of ["20-second", "10-first"]) {
+      await writeHook(
+        hooks,
+        name,
+        `{ echo "hook=${name} argv=$0|$1|$2 cwd=$(pwd)"; tr '\\0' '\\n' < /proc/$$/environ | sort | sed 's/^/env /'; printf 'stdin '; cat; echo; } >> ${record}`,
+      );
+    }
+    const { metrics } = await startController();
+    await waitFor(async () => (await stateOf("dev")) === "stopped", "dev to be stopped");
+
+    const lines = await readLog(record);
+    const hookLines = lines.filter((line) => line.startsWith("hook="));
+    expect(hookLines).toEqual([
+      `hook=10-first argv=${path.join(hooks, "10-first")}|recover|dev cwd=${path.join(machines, "dev")}`,
+      `hook=20-second argv=${path.join(hooks, "20-second")}|recover|dev cwd=${path.join(machines, "dev")}`,
+    ]);
+    const firstEnv = lines.slice(1, lines.indexOf(lines.find((l) => l.startsWith("stdin "))!)).map((l) => l.slice(4));
+    expect(firstEnv).toEqual(
+      [
+        "ARCBOX_CONFIG=" + configOf("dev"),
+        "ARCBOX_HOOK_ACTION=recover",
+        "ARCBOX_MACHINE=dev",
+        "ARCBOX_MACHINE_DIR=" + path.join(machines, "dev"),
+        "ARCBOX_MACHINE_IP=10.0.2.15",
+        "ARCBOX_VM_ID=0d6f2a8e-51c4-4f0b-9e3d-7a2b1c0e9f48",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      ].sort(),
+    );
+    const stdin = JSON.parse(lines.find((l) => l.startsWith("stdin "))!.slice(6)) as Record<string, unknown>;
+    expect(stdin).toMatchObject({ name: "dev", cpus: 2, memory_mb: 4096, disk_gb: 20, state: "running", ip_address: "10.0.2.15", block_devices: [] });
+
+    // Only the state's bytes changed.
+    expect(await readFile(configOf("dev"), "utf8")).toBe(original.replace('state = "running"', 'state = "stopped"'));
+    await waitFor(() => metrics.machines().find((m) => m.name === "dev")?.state === "stopped", "metrics to show dev stopped");
+  });
+
+  it("leaves a machine with a live VM process alone", async () => {
+    await writeMachine(machines, "live", machineToml("live"));
+    const vm = await startProcess("sleep", ["300"]);
+    children.push(vm);
+    await writeFile(path.join(machines, "live", "vm.pid"), `${vm.pid}\n`);
+    const marker = path.join(root, "hook-ran");
+    await writeHook(hooks, "10-mark", `touch ${marker}`);
+    const { controller, metrics } = await startController();
+    await controller.idle();
+    await waitFor(() => metrics.machines().find((m) => m.name === "live"), "live to be observed");
+    expect(await stateOf("live")).toBe("running");
+    expect(metrics.machines().find((m) => m.name === "live")).toMatchObject({ state: "running", needsRecovery: false });
+    await expect(stat(marker)).rejects.toThrow(/ENOENT/);
+  });
+
+  it("does not count a reused pid: a process that started long after vm.pid was written", async () => {
+    await writeMachine(machines, "reused", machineToml("reused"));
+    const other = await startProcess("sleep", ["300"]);
+    children.push(other);
+    const pidFile = path.join(machines, "reused", "vm.pid");
+    await writeFile(pidFile, `${other.pid}\n`);
+    const past = new Date(Date.now() - 60_000);
+    await utimes(pidFile, past, past);
+    await startController();
+    await waitFor(async () => (await stateOf("reused")) === "stopped", "reused to be recovered");
+  });
+
+  it("recovers every running machine with liveness = none, even with a live pid", async () => {
+    await writeMachine(machines, "boot", machineToml("boot"));
+    const vm = await startProcess("sleep", ["300"]);
+    children.push(vm);
+    await writeFile(path.join(machines, "boot", "vm.pid"), `${vm.pid}\n`);
+    await startController({ liveness: "none" });
+    await waitFor(async () => (await stateOf("boot")) === "stopped", "boot to be recovered");
+  });
+
+  it("waits out the startup grace for a freshly written running config", async () => {
+    await writeMachine(machines, "booting", machineToml("booting"), { fresh: true });
+    const { controller, metrics } = await startController({ startupGraceMs: 1500 });
+    await controller.idle();
+    // Still inside the grace period right after the first pass: not touched, but flagged.
+    expect(await stateOf("booting")).toBe("running");
+    await waitFor(() => metrics.machines().find((m) => m.name === "booting")?.needsRecovery, "booting to be flagged");
+    await waitFor(async () => (await stateOf("booting")) === "stopped", "booting to be recovered after the grace");
+  });
+});
+
+describe("failures", () => {
+  it("leaves the file running while a hook fails and retries with growing delays until it succeeds", async () => {
+    await writeMachine(machines, "flaky", machineToml("flaky"));
+    const attempts = path.join(root, "attempts");
+    // Fails three times, then succeeds; records a timestamp (ms) per attempt.
+    await writeHook(
+      hooks,
+      "10-flaky",
+      `date +%s%3N >> ${attempts}\n[ "$(wc -l < ${attempts})" -ge 4 ] || { echo "bridge br0 is busy" >&2; exit 3; }`,
+    );
+    const { lines } = await startController();
+    await waitFor(async () => (await readLog(attempts)).length >= 2, "a retry");
+    expect(await stateOf("flaky")).toBe("running");
+    await waitFor(async () => (await stateOf("flaky")) === "stopped", "flaky to be recovered", { timeoutMs: 30_000 });
+
+    const times = (await readLog(attempts)).map(Number);
+    expect(times).toHaveLength(4);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    // Backoff 100 ms, 200 ms, 400 ms: timers never fire early, so each gap is at least its delay
+    // (less a little for the clock granularity of `date`).
+    expect(gaps[0]).toBeGreaterThanOrEqual(90);
+    expect(gaps[1]).toBeGreaterThanOrEqual(190);
+    expect(gaps[2]).toBeGreaterThanOrEqual(390);
+    const failure = lines().find((line) => line.msg === "reconcile failed; will retry");
+    expect(failure).toMatchObject({ level: "error", machine: "flaky", hook: "10-flaky", exit_code: 3 });
+    expect(String(failure!.stderr)).toContain("bridge br0 is busy");
+  });
+
+  it("kills a hanging hook at the timeout together with its children, and keeps the file running", async () => {
+    await writeMachine(machines, "hang", machineToml("hang"));
+    const childPid = path.join(root, "child.pid");
+    await writeHook(hooks, "10-hang", `sleep 300 & echo $! > ${childPid}\nwait`);
+    const { lines } = await startController({ hookTimeoutMs: 400 });
+    await waitFor(() => lines().find((line) => line.msg === "reconcile failed; will retry" && line.timed_out === true), "the timeout to be reported");
+    const pid = await waitFor(() => readPidFileIfPresent(childPid), "the hook's child pid");
+    await waitFor(() => isProcessGone(pid), "the hook's child to be killed");
+    expect(await stateOf("hang")).toBe("running");
+  });
+
+  it("refuses a group-writable hook and does not recover", async () => {
+    await writeMachine(machines, "guarded", machineToml("guarded"));
+    const marker = path.join(root, "ran");
+    await writeHook(hooks, "10-open", `touch ${marker}`, 0o775);
+    const { lines } = await startController();
+    await waitFor(() => lines().find((line) => line.msg === "reconcile failed; will retry"), "the refusal");
+    const failure = lines().find((line) => line.msg === "reconcile failed; will retry")!;
+    expect(String(failure.err)).toMatch(/writable by group/);
+    expect(await stateOf("guarded")).toBe("running");
+    await expect(stat(marker)).rejects.toThrow(/ENOENT/);
+  });
+
+  it("reports an invalid config once, never writes it, and goes on with the others", async () => {
+    const bad = 'name = "bad"\ncpus = 4.0\nmemory_mb = 1\ndisk_gb = 1\nstate = "running"\nvm_id = "x"\n';
+    const badPath = await writeMachine(machines, "bad", bad);
+    const before = await stat(badPath);
+    await writeMachine(machines, "good", machineToml("good"));
+    const { controller, metrics, lines } = await startController();
+    await waitFor(async () => (await stateOf("good")) === "stopped", "good to be recovered");
+    await controller.idle();
+    expect(await readFile(badPath, "utf8")).toBe(bad);
+    expect((await stat(badPath)).mtimeMs).toBe(before.mtimeMs);
+    expect(metrics.machines().find((m) => m.name === "bad")?.state).toBe("invalid");
+    const warnings = lines().filter((line) => line.level === "warn" && line.machine === "bad");
+    expect(warnings).toHaveLength(1);
+    expect(String(warnings[0]!.err)).toContain(`${badPath}:2:`);
+  });
+
+  it("does not clobber a config edited during recovery: it starts over from a fresh read", async () => {
+    await writeMachine(machines, "edited", machineToml("edited", { cpus: 2 }));
+    const marker = path.join(root, "edited-once");
+    const runs = path.join(root, "runs");
+    // The first run edits the config (as a person would), the second does not.
+    await writeHook(
+      hooks,
+      "10-edit",
+      `echo run >> ${runs}\nif [ ! -e ${marker} ]; then touch ${marker}; sed 's/^cpus = 2$/cpus = 3/' "$ARCBOX_CONFIG" > "$ARCBOX_CONFIG.new" && mv "$ARCBOX_CONFIG.new" "$ARCBOX_CONFIG"; fi`,
+    );
+    const { metrics } = await startController();
+    await waitFor(async () => (await stateOf("edited")) === "stopped", "edited to be recovered");
+    const text = await readFile(configOf("edited"), "utf8");
+    expect(text).toContain("cpus = 3");
+    expect(await readLog(runs)).toHaveLength(2);
+    expect(await metrics.metricsText()).toMatch(/arcbox_store_writes_total\{result="conflict"\} [1-9]/);
+  });
+});
+
+describe("events", () => {
+  it("reconciles a file edited while the service runs", async () => {
+    await writeMachine(machines, "idle", machineToml("idle", { state: "stopped" }));
+    const { controller, metrics } = await startController();
+    await controller.idle();
+    expect(metrics.machines().find((m) => m.name === "idle")?.state).toBe("stopped");
+    await writeFile(configOf("idle"), machineToml("idle", { state: "running" }));
+    await waitFor(async () => (await stateOf("idle")) === "stopped" && metrics.machines().find((m) => m.name === "idle"), "the edit to be reconciled");
+    const counted = await metrics.metricsText();
+    expect(counted).toMatch(/arcbox_recoveries_total\{result="success"\} 1/);
+  });
+
+  it("picks up a machine created while running, and forgets a deleted one", async () => {
+    const { controller, metrics } = await startController();
+    await controller.idle();
+    await writeMachine(machines, "late", machineToml("late", { state: "created" }));
+    await waitFor(() => metrics.machines().find((m) => m.name === "late"), "late to be seen");
+    await rm(path.join(machines, "late"), { recursive: true });
+    await waitFor(() => !metrics.machines().some((m) => m.name === "late"), "late to be forgotten");
+    expect(await metrics.metricsText()).not.toMatch(/machine="late"/);
+  });
+});
+
+describe("lifecycle", () => {
+  it("refuses a second controller on the same directory, naming the first one's pid", async () => {
+    await startController();
+    const { logger } = memoryLogger();
+    const second = new Controller({ config: testConfig(machines, hooks), logger, metrics: new ControllerMetrics({ version: "test" }) });
+    const error = await second.start().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(LockHeldError);
+    expect((error as LockHeldError).message).toContain(`pid ${process.pid}`);
+  });
+
+  it("takes over a stale lock and removes its own leftover temp files at start-up", async () => {
+    await writeMachine(machines, "m", machineToml("m", { state: "stopped" }));
+    const dead = await startProcess("true", []);
+    await stopProcess(dead);
+    await writeFile(path.join(machines, ".arcbox-controller.lock"), JSON.stringify({ pid: dead.pid, started: 1, host: "" }));
+    // A crash mid-write leaves a temp file of ours; a person's editor leaves one that is not ours.
+    const leftover = path.join(machines, "m", ".config.toml.arcbox-tmp-4242-0123456789ab");
+    const editorSwap = path.join(machines, "m", ".config.toml.swp");
+    await writeFile(leftover, "half");
+    await writeFile(editorSwap, "not ours");
+    const { controller, lines } = await startController();
+    await controller.idle();
+    await expect(stat(leftover)).rejects.toThrow(/ENOENT/);
+    expect(await readFile(editorSwap, "utf8")).toBe("not ours");
+    expect(lines().find((line) => line.msg === "removed leftover temp file")).toMatchObject({ path: leftover });
+    const lock = JSON.parse(await readFile(path.join(machines, ".arcbox-controller.lock"), "utf8")) as { pid: number };
+    expect(lock.pid).toBe(process.pid);
+    await controller.stop();
+    expect((await readdir(machines)).filter((e) => e.startsWith(".arcbox-controller"))).toEqual([]);
+  });
+
+  it("is ready only after the first listing and not while shutting down", async () => {
+    const { controller } = await startController();
+    expect(controller.readiness().every((check) => check.ok)).toBe(true);
+    await controller.stop();
+    expect(controller.readiness().find((check) => check.name === "shutdown")?.ok).toBe(false);
+  });
+});
