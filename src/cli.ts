@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+/**
+ * `arcbox-controller` command line (DESIGN §5): parses arguments, resolves the configuration and
+ * hands over to a command. Usage and configuration errors print one message and exit 2.
+ */
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfig, type ConfigFlags } from "./controller/config.js";
+import { runGet } from "./commands/get.js";
+import { runReconcile } from "./commands/reconcile.js";
+import { runService } from "./commands/run.js";
+import { runValidate } from "./commands/validate.js";
+import { VERSION } from "./version.js";
+
+const HELP = `arcbox-controller ${VERSION} — keeps the machines of an ArcBox host consistent
+
+Usage:
+  arcbox-controller run        [options]              watch, reconcile, serve /metrics
+  arcbox-controller reconcile  [options] [-o json]    one full pass over every machine, then exit
+  arcbox-controller get        [options] [-o table|json]   list machines
+  arcbox-controller validate   [options] [PATH...]    check config files or machine directories
+  arcbox-controller --help | --version
+
+Options (flags beat environment, which beats the config file, which beats defaults):
+  -c, --config FILE           controller config (TOML); default /etc/arcbox/controller.toml if present
+  -d, --machines-dir DIR      machines directory (ARCBOX_MACHINES_DIR; default ~/.arcbox/machines)
+      --hooks-dir DIR         network hooks (ARCBOX_HOOKS_DIR; default /etc/arcbox/hooks/network.d)
+      --liveness pidfile|none how to tell that a VM is alive (default pidfile)
+      --listen HOST:PORT      metrics address for run (ARCBOX_LISTEN; default 127.0.0.1:9464)
+      --workers N             machines reconciled at once (default 4)
+      --log-level LEVEL       trace|debug|info|warn|error (default info)
+  -o, --output FORMAT         table|json for get, text|json for reconcile
+
+Exit codes: 0 success; 1 a machine failed or a config is invalid; 2 usage or configuration error.
+`;
+
+const COMMANDS = ["run", "reconcile", "get", "validate"] as const;
+type Command = (typeof COMMANDS)[number];
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: "string", short: "c" },
+        "machines-dir": { type: "string", short: "d" },
+        "hooks-dir": { type: "string" },
+        liveness: { type: "string" },
+        listen: { type: "string" },
+        workers: { type: "string" },
+        "log-level": { type: "string" },
+        output: { type: "string", short: "o" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
+    });
+  } catch (error) {
+    return usageError((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`arcbox-controller ${VERSION}\n`);
+    return 0;
+  }
+  const [command, ...rest] = positionals;
+  if (command === undefined) return usageError("missing command (run, reconcile, get or validate)");
+  if (!(COMMANDS as readonly string[]).includes(command)) return usageError(`unknown command "${command}"`);
+  if (command !== "validate" && rest.length > 0) return usageError(`unexpected argument "${rest[0]}" for ${command}`);
+
+  const output = values.output;
+  const outputs: Record<Command, readonly string[]> = { get: ["table", "json"], reconcile: ["text", "json"], run: [], validate: [] };
+  if (output !== undefined && !outputs[command as Command].includes(output)) {
+    return usageError(
+      outputs[command as Command].length === 0
+        ? `option -o is not supported by ${command}`
+        : `invalid output format "${output}" for ${command} (expected ${outputs[command as Command].join(" or ")})`,
+    );
+  }
+
+  const flags: ConfigFlags = {
+    config: values.config,
+    machinesDir: values["machines-dir"],
+    hooksDir: values["hooks-dir"],
+    liveness: values.liveness,
+    listen: values.listen,
+    workers: values.workers,
+    logLevel: values["log-level"],
+  };
+  let config;
+  try {
+    config = await loadConfig(flags);
+  } catch (error) {
+    if (error instanceof ConfigError) return usageError(error.message, false);
+    throw error;
+  }
+
+  switch (command as Command) {
+    case "get":
+      return runGet(config, output === "json" ? "json" : "table");
+    case "validate":
+      return runValidate(config, rest);
+    case "reconcile":
+      return runReconcile(config, output === "json" ? "json" : "text");
+    case "run":
+      return runService(config);
+  }
+}
+
+function usageError(message: string, hint = true): number {
+  process.stderr.write(`arcbox-controller: ${message}\n${hint ? "Run 'arcbox-controller --help' for usage.\n" : ""}`);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`arcbox-controller: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

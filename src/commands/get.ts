@@ -1,0 +1,108 @@
+/**
+ * `arcbox-controller get`: lists every entry of the machines directory, invalid ones included,
+ * with its state, liveness and health. Read-only.
+ */
+import type { ControllerConfig } from "../controller/config.js";
+import { probeLiveness } from "../controller/liveness.js";
+import { MachineStore } from "../store/index.js";
+import { toJsonWithBigInts } from "../store/machine.js";
+
+/** One row of `get -o json`. */
+export interface MachineStatusRow {
+  name: string;
+  status: "Healthy" | "NeedsRecovery" | "Invalid";
+  state: string | null;
+  alive: boolean | null;
+  ip_address: string | null;
+  cpus: number | null;
+  memory_mb: bigint | null;
+  created_at: string | null;
+  path: string;
+  error: string | null;
+}
+
+/** Reads every machine and probes its liveness. Throws only when the directory cannot be listed. */
+export async function collectStatus(config: ControllerConfig): Promise<MachineStatusRow[]> {
+  const store = new MachineStore({ dir: config.machinesDir });
+  const { machines, invalid } = await store.loadAll();
+  const rows: MachineStatusRow[] = [];
+  for (const { machine, path } of machines) {
+    const { alive } = await probeLiveness(store.machineDir(machine.name), { mode: config.liveness, pidFile: config.pidFile });
+    rows.push({
+      name: machine.name,
+      status: machine.state === "running" && !alive ? "NeedsRecovery" : "Healthy",
+      state: machine.state,
+      alive,
+      ip_address: machine.ip_address ?? null,
+      cpus: machine.cpus,
+      memory_mb: machine.memory_mb,
+      created_at: machine.created_at,
+      path,
+      error: null,
+    });
+  }
+  for (const { name, path, error } of invalid) {
+    rows.push({ name, status: "Invalid", state: null, alive: null, ip_address: null, cpus: null, memory_mb: null, created_at: null, path, error: error.message });
+  }
+  return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Runs `get`; returns the exit code (0, or 2 when the machines directory cannot be read). */
+export async function runGet(config: ControllerConfig, output: "table" | "json"): Promise<number> {
+  let rows: MachineStatusRow[];
+  try {
+    rows = await collectStatus(config);
+  } catch (error) {
+    process.stderr.write(`arcbox-controller: cannot list ${config.machinesDir}: ${(error as Error).message}\n`);
+    return 2;
+  }
+  process.stdout.write(output === "json" ? `${toJsonWithBigInts(rows, 2)}\n` : renderTable(rows, Date.now()));
+  return 0;
+}
+
+/** The aligned table of `get`: `NAME STATE ALIVE IP CPUS MEMORY AGE STATUS`. */
+export function renderTable(rows: MachineStatusRow[], now: number): string {
+  const header = ["NAME", "STATE", "ALIVE", "IP", "CPUS", "MEMORY", "AGE", "STATUS"];
+  const cells = rows.map((row) => [
+    row.name,
+    row.state ?? "-",
+    row.alive === null ? "-" : row.alive ? "yes" : "no",
+    row.ip_address ?? "-",
+    row.cpus === null ? "-" : String(row.cpus),
+    row.memory_mb === null ? "-" : formatMemory(row.memory_mb),
+    row.created_at === null ? "-" : formatAge(now - Date.parse(row.created_at)),
+    row.status === "Invalid" ? `Invalid: ${invalidReason(row)}` : row.status,
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...cells.map((line) => line[column]!.length)));
+  const format = (line: string[]) =>
+    line
+      .map((cell, column) => (column === line.length - 1 ? cell : cell.padEnd(widths[column]!)))
+      .join("   ")
+      .trimEnd();
+  return [header, ...cells].map(format).join("\n") + "\n";
+}
+
+/** The reason part of an invalid row's error, without the path prefix the table already implies. */
+function invalidReason(row: MachineStatusRow): string {
+  const message = row.error ?? "";
+  const reason = message.startsWith(row.path) ? message.slice(row.path.length).replace(/^:(\d+:\d+:)?\s*/, (m, pos) => (pos ? `line ${pos.slice(0, -1)}: ` : "")) : message;
+  return reason.split("\n")[0]!;
+}
+
+/** `8192` → `8Gi`, `1536` → `1536Mi` (kubectl's style). */
+export function formatMemory(mb: bigint): string {
+  return mb >= 1024n && mb % 1024n === 0n ? `${mb / 1024n}Gi` : `${mb}Mi`;
+}
+
+/** kubectl-style age: `45s`, `12m`, `5h`, `3d`, `2y`. */
+export function formatAge(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return "-";
+  const s = Math.floor(ms / 1000);
+  if (s < 120) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 120) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h`;
+  const d = Math.floor(h / 24);
+  return d < 730 ? `${d}d` : `${Math.floor(d / 365)}y`;
+}

@@ -1,0 +1,14 @@
+/**
+ * arcbox-controller as a library: the machine store (the port of arcbox-core's
+ * `MachinePersistence`), the controller and its parts, and the metrics.
+ */
+export * from "./store/index.js";
+export { probeLiveness, type LivenessMode, type LivenessResult } from "./controller/liveness.js";
+export { discoverHooks, runHooks, HookError, HookRefusedError, type NetworkHook, type HookContext } from "./controller/hooks.js";
+export { WorkQueue, type WorkQueueOptions, type WorkQueueObserver, type ProcessResult } from "./controller/workqueue.js";
+export { Reconciler, ReconcileError, type ReconcileOutcome, type MachineView } from "./controller/reconciler.js";
+export { Controller, reconcileOnce, type ControllerOptions, type PassSummary } from "./controller/controller.js";
+export { loadConfig, defaultConfig, parseDuration, ConfigError, type ControllerConfig } from "./controller/config.js";
+export { LockHeldError } from "./controller/instance-lock.js";
+export { ControllerMetrics } from "./metrics/controller-metrics.js";
+export { startMetricsServer } from "./metrics/http-server.js";

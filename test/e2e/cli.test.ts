@@ -1,0 +1,275 @@
+/**
+ * The built CLI (`dist/cli.js`, made by `npm run build`, which `npm test` runs first) as a process,
+ * on copies of the configs that arcbox-core's Rust code wrote.
+ */
+import { spawn, execFile } from "node:child_process";
+import { cp, readFile, readdir, stat, writeFile, mkdir, symlink } from "node:fs/promises";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { fixturesDir } from "../helpers/fixtures.js";
+import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
+import { machineToml, writeMachine } from "../helpers/machines.js";
+
+const cli = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+const run = promisify(execFile);
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI to completion with a clean environment (no config file, no ARCBOX_* variables). */
+async function arcbox(args: string[]): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [cli, "--config", emptyConfig, ...args], { env: { PATH: process.env.PATH } });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+let root: string;
+let emptyConfig: string;
+
+beforeEach(async () => {
+  root = await makeTempDir("cli");
+  emptyConfig = path.join(root, "controller.toml");
+  await writeFile(emptyConfig, "# defaults\n");
+});
+afterEach(() => removeTempDir(root));
+
+/** Every file below `dir` with its bytes and mtime, to prove a command wrote nothing. */
+async function snapshot(dir: string): Promise<Map<string, string>> {
+  const result = new Map<string, string>();
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    const file = path.join(entry.parentPath, entry.name);
+    const info = await stat(file);
+    result.set(file, entry.isFile() ? `${info.mtimeMs}:${await readFile(file, "base64")}` : "dir");
+  }
+  return result;
+}
+
+async function copyFixtures(layout: "toml05" | "toml08"): Promise<string> {
+  const dir = path.join(root, layout);
+  await cp(path.join(fixturesDir, layout), dir, { recursive: true });
+  return dir;
+}
+
+describe("reconcile", () => {
+  it.each([
+    ["toml05", ["default", "dev"]],
+    ["toml08", ["default"]],
+  ] as const)("recovers the running machines of the %s fixtures with --liveness none, changing nothing but state", async (layout, runningNames) => {
+    const dir = await copyFixtures(layout);
+    const before = await snapshot(dir);
+    const result = await arcbox(["reconcile", "-d", dir, "--hooks-dir", path.join(root, "no-hooks"), "--liveness", "none", "-o", "json"]);
+    expect(result.code).toBe(0);
+    // The log goes to stderr: one `machine recovered` line per running machine, nothing above info.
+    const logs = result.stderr.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(logs.filter((line) => line.msg === "machine recovered").map((line) => line.machine).sort()).toEqual([...runningNames]);
+    expect(logs.filter((line) => line.level !== "info")).toEqual([]);
+    const summary = JSON.parse(result.stdout) as Record<string, number>;
+    const total = (await readdir(dir)).length;
+    expect(summary).toMatchObject({ machines: total, recovered: runningNames.length, errors: 0, invalid: 0, pending: 0 });
+    expect(typeof summary.duration_ms).toBe("number");
+
+    for (const name of await readdir(dir)) {
+      const file = path.join(dir, name, "config.toml");
+      const original = await readFile(path.join(fixturesDir, layout, name, "config.toml"), "utf8");
+      const now = await readFile(file, "utf8");
+      if ((runningNames as readonly string[]).includes(name)) {
+        const quote = layout === "toml05" ? "'" : '"';
+        expect(now).toBe(original.replace(`state = ${quote}running${quote}`, `state = ${quote}stopped${quote}`));
+      } else {
+        expect(before.get(file)).toBe(`${(await stat(file)).mtimeMs}:${Buffer.from(now).toString("base64")}`);
+      }
+    }
+    // A second pass finds nothing to do.
+    const again = await arcbox(["reconcile", "-d", dir, "--liveness", "none"]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/^reconciled \d+ machines in \d+ms: 0 recovered, 0 errors, 0 invalid, 0 pending\n$/);
+  });
+
+  it("exits 1 when a hook fails or a config is invalid, and counts machines inside the grace as pending", async () => {
+    const dir = path.join(root, "machines");
+    await writeMachine(dir, "fails", machineToml("fails"));
+    await writeMachine(dir, "booting", machineToml("booting"), { fresh: true });
+    await writeMachine(dir, "bad", 'name = "bad"\n');
+    const hooks = path.join(root, "hooks");
+    await mkdir(hooks);
+    await writeFile(path.join(hooks, "10-fail"), '#!/bin/sh\n[ "$ARCBOX_MACHINE" = fails ] && { echo no route >&2; exit 4; }\nexit 0\n', { mode: 0o755 });
+    const result = await arcbox(["reconcile", "-d", dir, "--hooks-dir", hooks, "-o", "json"]);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({ machines: 3, recovered: 0, errors: 1, invalid: 1, pending: 1 });
+  });
+});
+
+describe("run", () => {
+  it("logs listening with its address, reconciles an edit, and exits 0 on SIGTERM leaving no temp file", async () => {
+    const dir = path.join(root, "machines");
+    await writeMachine(dir, "web", machineToml("web", { state: "stopped" }));
+    const child = spawn(process.execPath, [cli, "run", "--config", emptyConfig, "-d", dir, "--hooks-dir", path.join(root, "none"), "--listen", "127.0.0.1:0"], {
+      env: { PATH: process.env.PATH },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const logs: Record<string, unknown>[] = [];
+    createInterface({ input: child.stdout! }).on("line", (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
+    let stderr = "";
+    child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      const listening = await waitFor(() => logs.find((line) => line.msg === "listening"), "the listening line");
+      expect(listening.address).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(listening.address).not.toBe("127.0.0.1:0");
+      const metrics = await waitFor(async () => {
+        const response = await fetch(`http://${listening.address as string}/metrics`);
+        const text = await response.text();
+        return /arcbox_machines\{state="stopped"\} 1/.test(text) ? text : null;
+      }, "the machine to be counted");
+      expect(metrics).toContain("arcbox_controller_build_info");
+
+      // An edit to running with no VM; the file's mtime is set back past the startup grace.
+      await writeMachine(dir, "web", machineToml("web", { state: "running" }));
+      await waitFor(async () => (await readFile(path.join(dir, "web", "config.toml"), "utf8")).includes('state = "stopped"'), "the edit to be reconciled");
+      expect(logs.find((line) => line.msg === "machine recovered")).toMatchObject({ machine: "web", level: "info" });
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expect(await exited).toBe(0);
+    expect(stderr).toBe("");
+    expect(logs.at(-1)).toMatchObject({ msg: "stopped" });
+    const leftovers = (await readdir(dir, { recursive: true })).filter((entry) => path.basename(entry).startsWith("."));
+    expect(leftovers).toEqual([]);
+  });
+
+  it("refuses to start while another controller runs on the same directory", async () => {
+    const dir = path.join(root, "machines");
+    await mkdir(dir);
+    const first = spawn(process.execPath, [cli, "run", "--config", emptyConfig, "-d", dir, "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
+    const lines: string[] = [];
+    createInterface({ input: first.stdout! }).on("line", (line) => lines.push(line));
+    try {
+      await waitFor(() => lines.some((line) => line.includes('"controller started"')), "the first controller");
+      const second = await arcbox(["run", "-d", dir, "--listen", "127.0.0.1:0"]);
+      expect(second.code).toBe(2);
+      expect(second.stderr).toContain(`another arcbox-controller (pid ${first.pid}) is already managing ${dir}`);
+    } finally {
+      first.kill("SIGTERM");
+    }
+  });
+});
+
+describe("get", () => {
+  it("reports every fixture machine with its state, ip and cpus as JSON, and writes nothing", async () => {
+    const dir = await copyFixtures("toml05");
+    const before = await snapshot(dir);
+    const result = await arcbox(["get", "-d", dir, "-o", "json"]);
+    expect(result.code).toBe(0);
+    const rows = JSON.parse(result.stdout) as Array<Record<string, unknown>>;
+    expect(rows.map((r) => [r.name, r.state, r.ip_address, r.cpus, r.memory_mb, r.status])).toEqual([
+      ["build", "stopped", "10.0.2.16", 4, 8192, "Healthy"],
+      ["default", "running", null, 4, 8192, "NeedsRecovery"],
+      ["dev", "running", "10.0.2.15", 4, 8192, "NeedsRecovery"],
+      ["fresh", "created", null, 4, 8192, "Healthy"],
+    ]);
+    for (const row of rows) {
+      expect(row).toMatchObject({ alive: false, error: null, path: path.join(dir, row.name as string, "config.toml") });
+    }
+    expect(await snapshot(dir)).toEqual(before);
+  });
+
+  it("lists invalid entries too, in an aligned table", async () => {
+    const dir = await copyFixtures("toml08");
+    await writeMachine(dir, "broken", 'name = "broken"\ncpus = -1\n');
+    await mkdir(path.join(dir, "bad name"));
+    await symlink(path.join(dir, "dev"), path.join(dir, "linked"));
+    const before = await snapshot(dir);
+    const result = await arcbox(["get", "-d", dir]);
+    expect(result.code).toBe(0);
+    const lines = result.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^NAME\s+STATE\s+ALIVE\s+IP\s+CPUS\s+MEMORY\s+AGE\s+STATUS$/);
+    expect(lines).toHaveLength(6);
+    // Aligned: every column starts at the same offset on every line.
+    const statusColumn = lines[0]!.indexOf("STATUS");
+    for (const line of lines.slice(1)) expect(line.slice(statusColumn)).toMatch(/^(Healthy|NeedsRecovery|Invalid: .+)$/);
+    const byName = new Map(lines.slice(1).map((line) => [line.split(/\s+/)[0], line]));
+    expect(byName.get("dev")).toMatch(/^dev\s+stopped\s+no\s+10\.0\.2\.15\s+2\s+4Gi\s+\S+\s+Healthy$/);
+    expect(byName.get("default")).toMatch(/NeedsRecovery$/);
+    expect(byName.get("broken")).toMatch(/Invalid: .*cpus/);
+    expect(byName.get("linked")).toMatch(/Invalid: .*symbolic link/i);
+    expect(result.stdout).toContain("bad name");
+    expect(await snapshot(dir)).toEqual(before);
+  });
+});
+
+describe("validate", () => {
+  it("accepts every fixture machine directory", async () => {
+    const targets: string[] = [];
+    for (const layout of ["toml05", "toml08"]) {
+      for (const name of await readdir(path.join(fixturesDir, layout))) targets.push(path.join(fixturesDir, layout, name));
+    }
+    const result = await arcbox(["validate", ...targets]);
+    expect(result.stdout).toBe("");
+    expect(result.code).toBe(0);
+  });
+
+  it("prints path:line:col: message for each bad file and exits 1", async () => {
+    const dir = path.join(root, "machines");
+    const bad = await writeMachine(dir, "bad", 'name = "bad"\ncpus = 4\nmemory_mb = 1\ndisk_gb = 1\nstate = "Running"\nvm_id = "x"\n');
+    const broken = await writeMachine(dir, "broken", 'name = "broken"\ncpus = = 4\n');
+    const good = await writeMachine(dir, "good", machineToml("good"));
+    const before = await snapshot(dir);
+    const result = await arcbox(["validate", bad, broken, good]);
+    expect(result.code).toBe(1);
+    const lines = result.stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:5:\\d+: .*state`));
+    expect(lines[1]).toMatch(new RegExp(`^${broken.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:2:\\d+: `));
+    expect(await snapshot(dir)).toEqual(before);
+    // Without paths it checks the machines directory.
+    const all = await arcbox(["validate", "-d", dir]);
+    expect(all.code).toBe(1);
+    expect(all.stdout.trimEnd().split("\n")).toHaveLength(2);
+  });
+});
+
+describe("usage", () => {
+  it.each([
+    [["frobnicate"], /unknown command "frobnicate"/],
+    [["get", "--bogus"], /bogus/],
+    [["get", "-o", "yaml"], /invalid output format "yaml"/],
+    [["run", "--listen", "nowhere"], /--listen: invalid address "nowhere"/],
+    [["run", "--workers", "0"], /--workers: invalid value "0"/],
+    [["get", "--liveness", "maybe"], /--liveness: invalid value "maybe"/],
+    [[], /missing command/],
+  ])("%j exits 2 with one clear message", async (args, message) => {
+    const result = await arcbox(args);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(result.stdout).toBe("");
+  });
+
+  it("rejects an unknown key in the config file, naming file, line and key", async () => {
+    const config = path.join(root, "bad.toml");
+    await writeFile(config, 'workers = 2\nresync = "5m"\n');
+    const { code, stderr } = await run(process.execPath, [cli, "get", "-c", config], { env: { PATH: process.env.PATH } }).then(
+      () => ({ code: 0, stderr: "" }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(code).toBe(2);
+    expect(stderr).toContain(`${config}:2:1: unknown key "resync"`);
+  });
+
+  it("prints its version and help", async () => {
+    const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+    expect((await arcbox(["--version"])).stdout).toBe(`arcbox-controller ${pkg.version}\n`);
+    const help = await arcbox(["--help"]);
+    expect(help.code).toBe(0);
+    for (const command of ["run", "reconcile", "get", "validate"]) expect(help.stdout).toContain(`arcbox-controller ${command}`);
+  });
+});
