@@ -131,7 +131,6 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
 
   const bound = server.address() as AddressInfo;
   const address = formatListenAddress(bound.address, bound.port);
-  logger.info({ address }, "metrics server listening");
   if (!isLoopbackAddress(bound.address)) {
     logger.warn(
       { address },

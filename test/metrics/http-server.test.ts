@@ -36,10 +36,9 @@ function rawRequest(
 }
 
 describe("metrics HTTP server", () => {
-  it("reports the actual bound address and logs it; no warning on loopback", async () => {
+  it("reports the actual bound address; no warning on loopback", async () => {
     const s = await start();
     expect(s.server.address).toMatch(/^127\.0\.0\.1:[1-9]\d*$/);
-    expect(s.logs.find((l) => l.msg === "metrics server listening")?.address).toBe(s.server.address);
     expect(s.logs.filter((l) => l.level === 40)).toEqual([]);
   });
 
