@@ -87,7 +87,7 @@ export class Controller {
       machinesDir: config.machinesDir,
       pidFile: config.pidFile,
       onMachine: (name, event) => {
-        metrics.watchEvent(event);
+        if (event !== null) metrics.watchEvent(event);
         this.queue.add(name);
       },
       onError: (error) => {

@@ -3,7 +3,7 @@
  * Each source only names machines; what to do is the reconciler's decision.
  */
 import { readdir } from "node:fs/promises";
-import { basename, relative, sep } from "node:path";
+import { basename, join, relative, sep } from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 
 /**
@@ -23,8 +23,11 @@ export async function listMachineNames(machinesDir: string): Promise<string[]> {
 export interface MachineWatcherOptions {
   machinesDir: string;
   pidFile: string;
-  /** Called with the machine name for every relevant event. */
-  onMachine: (name: string, event: string) => void;
+  /**
+   * Called with the machine name for every relevant event: `event` is chokidar's event name, or
+   * null for a raw filesystem event (see below), which only triggers a reconcile.
+   */
+  onMachine: (name: string, event: string | null) => void;
   onError: (error: Error) => void;
 }
 
@@ -49,6 +52,13 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<FSW
     return null;
   };
 
+  /** The machine of a raw event: `file` is an entry of the watched directory, or the watched file's own name. */
+  const machineOfRaw = (watched: string, file: string): string | null => {
+    const rel = relative(machinesDir, watched);
+    const depth = rel === "" ? 0 : rel.split(sep).length;
+    return machineOf(depth < 2 ? join(watched, file) : watched);
+  };
+
   const watcher = watch(machinesDir, {
     ignoreInitial: true,
     depth: 1,
@@ -66,13 +76,21 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<FSW
     },
   });
 
-  const forward = (event: string) => (path: string) => {
-    const name = machineOf(path);
-    if (name !== null) onMachine(name, event);
-  };
   for (const event of ["add", "change", "unlink", "addDir", "unlinkDir"] as const) {
-    watcher.on(event, forward(event));
+    watcher.on(event, (path: string) => {
+      const name = machineOf(path);
+      if (name !== null) onMachine(name, event);
+    });
   }
+  // chokidar throttles its events per path and re-arms a file's watch after a rename, so a write
+  // that closely follows another (our own rename-over included) can go unreported. Its raw events
+  // (one per inotify event, before any throttling) are complete: they trigger too. The queue
+  // deduplicates, and a reconcile of an unchanged file is a cheap no-op.
+  watcher.on("raw", (_event, file, details) => {
+    const watched = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
+    const name = typeof watched === "string" ? machineOfRaw(watched, file) : null;
+    if (name !== null) onMachine(name, null);
+  });
   watcher.on("error", (error) => onError(error instanceof Error ? error : new Error(String(error))));
 
   await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));

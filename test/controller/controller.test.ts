@@ -233,6 +233,18 @@ describe("events", () => {
     expect(counted).toMatch(/arcbox_recoveries_total\{result="success"\} 1/);
   });
 
+  it("sees edits that closely follow its own write (chokidar alone would drop them)", async () => {
+    await writeMachine(machines, "again", machineToml("again", { state: "stopped" }));
+    const { controller, metrics } = await startController({ liveness: "none" });
+    await controller.idle();
+    for (let round = 1; round <= 5; round++) {
+      // Set it running the moment the controller has persisted `stopped`.
+      await writeFile(configOf("again"), machineToml("again", { state: "running" }));
+      await waitFor(async () => (await stateOf("again")) === "stopped", `recovery ${round}`);
+    }
+    expect(await metrics.metricsText()).toMatch(/arcbox_recoveries_total\{result="success"\} 5/);
+  });
+
   it("picks up a machine created while running, and forgets a deleted one", async () => {
     const { controller, metrics } = await startController();
     await controller.idle();
