@@ -46,12 +46,15 @@ export class Controller {
   private initialPassQueued = false;
   private stopping = false;
 
+  private readonly hooks: () => Promise<NetworkHook[]>;
+
   constructor(private readonly options: ControllerOptions) {
     const { config, metrics } = options;
     this.store = new MachineStore({ dir: config.machinesDir });
+    this.hooks = hookSource(options);
     this.reconciler = new Reconciler({
       store: this.store,
-      hooks: hookSource(options),
+      hooks: this.hooks,
       liveness: config.liveness,
       pidFile: config.pidFile,
       startupGraceMs: config.startupGraceMs,
@@ -78,6 +81,14 @@ export class Controller {
     this.lock = await acquireInstanceLock(config.machinesDir);
     const swept = await this.store.sweepTempFiles();
     for (const path of swept) logger.info({ path }, "removed leftover temp file");
+
+    // Look at the hooks once now: their metrics series exist from start-up, and a hook that would be
+    // skipped or cannot be read is reported before it is needed.
+    try {
+      await this.hooks();
+    } catch (error) {
+      logger.error({ err: (error as Error).message, hooks_dir: config.hooksDir }, "cannot read the network hooks");
+    }
 
     this.heartbeat = setInterval(() => (this.lastHeartbeat = Date.now()), 1000);
     this.heartbeat.unref();
@@ -193,10 +204,14 @@ export class Controller {
  * The hooks for a recovery: the in-process ones when given, else the executables of `hooks_dir`,
  * discovered afresh for each recovery so edits to the directory apply at once.
  */
-function hookSource({ config, logger, hooks }: ControllerOptions): () => Promise<NetworkHook[]> {
-  if (hooks) return async () => hooks;
+function hookSource({ config, logger, metrics, hooks }: ControllerOptions): () => Promise<NetworkHook[]> {
+  if (hooks) {
+    metrics.knownHooks(hooks.map((hook) => hook.name));
+    return async () => hooks;
+  }
   return async () => {
     const found = await discoverHooks(config.hooksDir, { timeoutMs: config.hookTimeoutMs });
+    metrics.knownHooks(found.hooks.map((hook) => hook.name));
     for (const skip of found.skipped) {
       // Hidden files and editor or package leftovers are skipped by design; anything else wants fixing.
       const expected = skipReasonForName(basename(skip.file)) !== undefined;

@@ -2,18 +2,17 @@
  * The built CLI (`dist/cli.js`, made by `npm run build`, which `npm test` runs first) as a process,
  * on copies of the configs that arcbox-core's Rust code wrote.
  */
-import { spawn, execFile } from "node:child_process";
+import { execFile } from "node:child_process";
 import { cp, readFile, readdir, stat, writeFile, mkdir, symlink } from "node:fs/promises";
 import path from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startControllerProcess, CLI } from "../helpers/cli-process.js";
 import { fixturesDir } from "../helpers/fixtures.js";
 import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
 import { machineToml, writeMachine } from "../helpers/machines.js";
 
-const cli = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+const cli = CLI;
 const run = promisify(execFile);
 
 interface CliResult {
@@ -113,21 +112,12 @@ describe("run", () => {
   it("logs listening with its address, reconciles an edit, and exits 0 on SIGTERM leaving no temp file", async () => {
     const dir = path.join(root, "machines");
     await writeMachine(dir, "web", machineToml("web", { state: "stopped" }));
-    const child = spawn(process.execPath, [cli, "run", "--config", emptyConfig, "-d", dir, "--hooks-dir", path.join(root, "none"), "--listen", "127.0.0.1:0"], {
-      env: { PATH: process.env.PATH },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const logs: Record<string, unknown>[] = [];
-    createInterface({ input: child.stdout! }).on("line", (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
-    let stderr = "";
-    child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const controller = await startControllerProcess(["--config", emptyConfig, "-d", dir, "--hooks-dir", path.join(root, "none"), "--listen", "127.0.0.1:0"]);
     try {
-      const listening = await waitFor(() => logs.find((line) => line.msg === "listening"), "the listening line");
-      expect(listening.address).toMatch(/^127\.0\.0\.1:\d+$/);
-      expect(listening.address).not.toBe("127.0.0.1:0");
+      expect(controller.address).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(controller.address).not.toBe("127.0.0.1:0");
       const metrics = await waitFor(async () => {
-        const response = await fetch(`http://${listening.address as string}/metrics`);
+        const response = await fetch(`http://${controller.address}/metrics`);
         const text = await response.text();
         return /arcbox_machines\{state="stopped"\} 1/.test(text) ? text : null;
       }, "the machine to be counted");
@@ -136,13 +126,12 @@ describe("run", () => {
       // An edit to running with no VM; the file's mtime is set back past the startup grace.
       await writeMachine(dir, "web", machineToml("web", { state: "running" }));
       await waitFor(async () => (await readFile(path.join(dir, "web", "config.toml"), "utf8")).includes('state = "stopped"'), "the edit to be reconciled");
-      expect(logs.find((line) => line.msg === "machine recovered")).toMatchObject({ machine: "web", level: "info" });
+      expect(controller.logs.find((line) => line.msg === "machine recovered")).toMatchObject({ machine: "web", level: "info" });
     } finally {
-      child.kill("SIGTERM");
+      expect(await controller.stop()).toBe(0);
     }
-    expect(await exited).toBe(0);
-    expect(stderr).toBe("");
-    expect(logs.at(-1)).toMatchObject({ msg: "stopped" });
+    expect(controller.stderr()).toBe("");
+    expect(controller.logs.at(-1)).toMatchObject({ msg: "stopped" });
     const leftovers = (await readdir(dir, { recursive: true })).filter((entry) => path.basename(entry).startsWith("."));
     expect(leftovers).toEqual([]);
   });
@@ -150,16 +139,14 @@ describe("run", () => {
   it("refuses to start while another controller runs on the same directory", async () => {
     const dir = path.join(root, "machines");
     await mkdir(dir);
-    const first = spawn(process.execPath, [cli, "run", "--config", emptyConfig, "-d", dir, "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
-    const lines: string[] = [];
-    createInterface({ input: first.stdout! }).on("line", (line) => lines.push(line));
+    const first = await startControllerProcess(["--config", emptyConfig, "-d", dir, "--listen", "127.0.0.1:0"]);
     try {
-      await waitFor(() => lines.some((line) => line.includes('"controller started"')), "the first controller");
+      await waitFor(() => first.logs.some((line) => line.msg === "controller started"), "the first controller");
       const second = await arcbox(["run", "-d", dir, "--listen", "127.0.0.1:0"]);
       expect(second.code).toBe(2);
-      expect(second.stderr).toContain(`another arcbox-controller (pid ${first.pid}) is already managing ${dir}`);
+      expect(second.stderr).toContain(`another arcbox-controller (pid ${first.child.pid}) is already managing ${dir}`);
     } finally {
-      first.kill("SIGTERM");
+      await first.stop();
     }
   });
 });
