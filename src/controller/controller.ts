@@ -44,6 +44,7 @@ export class Controller {
   private lastHeartbeat = Date.now();
   private watcherFailure: string | null = null;
   private initialPassQueued = false;
+  private readonly known = new Set<string>();
   private stopping = false;
 
   private readonly hooks: () => Promise<NetworkHook[]>;
@@ -59,7 +60,7 @@ export class Controller {
       pidFile: config.pidFile,
       startupGraceMs: config.startupGraceMs,
       signal: this.abort.signal,
-      observer: metricsObserver(metrics),
+      observer: this.trackingObserver(metricsObserver(metrics)),
     });
     this.queue = new WorkQueue({
       workers: config.workers,
@@ -170,10 +171,22 @@ export class Controller {
 
   private async enqueueAll(): Promise<void> {
     const names = new Set(await listMachineNames(this.options.config.machinesDir));
-    // Machines we still show but whose directory vanished without an event get reconciled (and forgotten) too.
-    for (const machine of this.options.metrics.machines()) names.add(machine.name);
+    // Machines seen before whose directory vanished without an event get reconciled (and forgotten) too.
+    for (const name of this.known) names.add(name);
     for (const name of names) this.queue.add(name);
     this.options.metrics.resyncCompleted(new Date());
+  }
+
+  /** Keeps the set of machines seen, so a resync also reconciles those that vanished unnoticed. */
+  private trackingObserver(next: ReconcileObserver): ReconcileObserver {
+    return {
+      ...next,
+      observed: (view) => {
+        if (view.kind === "gone") this.known.delete(view.name);
+        else this.known.add(view.name);
+        next.observed?.(view);
+      },
+    };
   }
 
   private async process(name: string): Promise<{ requeueAfter: number } | void> {

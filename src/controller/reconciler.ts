@@ -3,7 +3,6 @@
  * machine; the reconciler reads the disk and decides from what it finds, so running it again is
  * always safe.
  */
-import { stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import {
   ConflictError,
@@ -133,7 +132,7 @@ export class Reconciler {
 
     // 4. Maybe still booting: wait out the grace period, measured from the config's last write.
     if (this.options.liveness === "pidfile" && this.options.startupGraceMs > 0) {
-      const age = Date.now() - (await stat(loaded.path)).mtimeMs;
+      const age = Date.now() - loaded.mtimeMs;
       if (age < this.options.startupGraceMs) {
         const view = this.observe(machine, false, true);
         const requeueAfterMs = Math.max(1, Math.ceil(this.options.startupGraceMs - age));

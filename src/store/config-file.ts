@@ -23,6 +23,8 @@ export interface ConfigSnapshot {
   mode: number;
   uid: number;
   gid: number;
+  /** Last modification, ms since the epoch (from the same fstat as the bytes). */
+  mtimeMs: number;
 }
 
 /** The revision of some file content. */
@@ -56,7 +58,7 @@ export async function readConfigBytes(path: string): Promise<Omit<ConfigSnapshot
       throw invalid(path, `is ${stat.size} bytes; config files are limited to 1 MiB (${MAX_CONFIG_BYTES} bytes)`);
     }
     const bytes = await readBounded(handle, path, stat.size);
-    return { path, bytes, revision: revisionOf(bytes), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid };
+    return { path, bytes, revision: revisionOf(bytes), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtimeMs: stat.mtimeMs };
   } finally {
     await handle.close().catch(() => undefined);
   }

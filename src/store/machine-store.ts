@@ -32,6 +32,8 @@ export interface LoadedMachine {
   path: string;
   /** Keys arcbox-core does not know (kept on every rewrite): `foo`, `block_devices[0].bar`. */
   unknownKeys: string[];
+  /** When the file was last modified (ms since the epoch); for a file this store just wrote, the write's time. */
+  mtimeMs: number;
 }
 
 /** An entry of the machines directory that is not a valid machine, and why. */
@@ -228,7 +230,7 @@ export class MachineStore {
     const bytes = Buffer.from(text, "utf8");
     await this.writeChecked(path, bytes, current.snapshot);
     const written = parseMachineConfig(text, path, name);
-    return { machine: written.machine, revision: revisionOf(bytes), path, unknownKeys: written.unknownKeys };
+    return { machine: written.machine, revision: revisionOf(bytes), path, unknownKeys: written.unknownKeys, mtimeMs: Date.now() };
   }
 
   /** Sets the persisted state (`starting` → `running`, `stopping` → `stopped`); see `update` for errors. */
@@ -319,6 +321,7 @@ export class MachineStore {
       revision: read.snapshot.revision,
       path: read.snapshot.path,
       unknownKeys: read.unknownKeys,
+      mtimeMs: read.snapshot.mtimeMs,
     };
   }
 

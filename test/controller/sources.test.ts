@@ -1,0 +1,99 @@
+import { appendFile, mkdir, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import type { FSWatcher } from "chokidar";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { listMachineNames, startResync, watchMachines } from "../../src/controller/sources.js";
+import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
+
+let dir: string;
+let watcher: FSWatcher | undefined;
+beforeEach(async () => (dir = await makeTempDir("sources")));
+afterEach(async () => {
+  await watcher?.close();
+  watcher = undefined;
+  vi.useRealTimers();
+  await removeTempDir(dir);
+});
+
+describe("listMachineNames", () => {
+  it("lists entries sorted, without hidden ones such as the lock file", async () => {
+    for (const name of ["b", "a", ".arcbox-controller.lock", "c.d"]) await mkdir(path.join(dir, name));
+    expect(await listMachineNames(dir)).toEqual(["a", "b", "c.d"]);
+  });
+
+  it("gives no machines for a missing directory", async () => {
+    expect(await listMachineNames(path.join(dir, "missing"))).toEqual([]);
+  });
+});
+
+describe("startResync", () => {
+  it("runs every interval ±10% until stopped", async () => {
+    vi.useFakeTimers();
+    const runs: number[] = [];
+    const resync = startResync(1000, async () => void runs.push(Date.now()));
+    const start = Date.now();
+    await vi.advanceTimersByTimeAsync(899);
+    expect(runs).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(10 * 1100);
+    expect(runs.length).toBeGreaterThanOrEqual(10);
+    const gaps = runs.map((t, i) => t - (i === 0 ? start : runs[i - 1]!));
+    for (const gap of gaps) {
+      expect(gap).toBeGreaterThanOrEqual(900);
+      expect(gap).toBeLessThanOrEqual(1100);
+    }
+    expect(new Set(gaps).size).toBeGreaterThan(1); // jittered, not a fixed period
+    resync.stop();
+    const count = runs.length;
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(runs).toHaveLength(count);
+  });
+});
+
+describe("watchMachines", () => {
+  async function watchInto(events: Array<[string, string | null]>) {
+    watcher = await watchMachines({
+      machinesDir: dir,
+      pidFile: "vm.pid",
+      onMachine: (name, event) => events.push([name, event]),
+      onError: (error) => {
+        throw error;
+      },
+    });
+  }
+
+  it("names the machine for config.toml, the pid file and machine directories", async () => {
+    await mkdir(path.join(dir, "old"));
+    await writeFile(path.join(dir, "old", "config.toml"), "a");
+    const events: Array<[string, string | null]> = [];
+    await watchInto(events);
+
+    await mkdir(path.join(dir, "new"));
+    await waitFor(() => events.some(([name, event]) => name === "new" && event === "addDir"), "addDir");
+    await writeFile(path.join(dir, "new", "config.toml"), "x");
+    await waitFor(() => events.some(([name, event]) => name === "new" && event === "add"), "config add");
+    await writeFile(path.join(dir, "old", "config.toml"), "b");
+    await waitFor(() => events.some(([name, event]) => name === "old" && event === "change"), "config change");
+    await writeFile(path.join(dir, "old", "vm.pid"), "1");
+    await waitFor(() => events.some(([name, event]) => name === "old" && event === "add"), "pid file add");
+    await rm(path.join(dir, "new"), { recursive: true });
+    await waitFor(() => events.some(([name, event]) => name === "new" && event === "unlinkDir"), "unlinkDir");
+  });
+
+  it("ignores other files of a machine directory (a VM writing its disk image) and hidden entries", async () => {
+    await mkdir(path.join(dir, "vm"));
+    await writeFile(path.join(dir, "vm", "disk.img"), "");
+    const events: Array<[string, string | null]> = [];
+    await watchInto(events);
+    for (let i = 0; i < 20; i++) await appendFile(path.join(dir, "vm", "disk.img"), "block");
+    await writeFile(path.join(dir, ".arcbox-controller.lock"), "{}");
+    await writeFile(path.join(dir, "vm", ".config.toml.arcbox-tmp-1-0123456789ab"), "tmp");
+    // A relevant write after the irrelevant ones: once it is seen, the others would have been too.
+    await writeFile(path.join(dir, "vm", "config.toml"), "x");
+    await waitFor(() => events.length > 0, "the config event");
+    await delay(100);
+    expect(events.every(([name]) => name === "vm")).toBe(true);
+    // The config write itself yields a few (chokidar's add, raw events); each disk write would add more.
+    expect(events.length).toBeLessThanOrEqual(6);
+  });
+});
