@@ -4,7 +4,7 @@
  */
 import type { ControllerConfig } from "../controller/config.js";
 import { probeLiveness } from "../controller/liveness.js";
-import { MachineStore } from "../store/index.js";
+import { InvalidConfigError, MachineStore } from "../store/index.js";
 import { toJsonWithBigInts } from "../store/machine.js";
 
 /** One row of `get -o json`. */
@@ -21,11 +21,16 @@ export interface MachineStatusRow {
   error: string | null;
 }
 
+/** A row and, for an invalid entry, the short reason the table shows. */
+interface StatusEntry extends MachineStatusRow {
+  reason?: string;
+}
+
 /** Reads every machine and probes its liveness. Throws only when the directory cannot be listed. */
-export async function collectStatus(config: ControllerConfig): Promise<MachineStatusRow[]> {
+export async function collectStatus(config: ControllerConfig): Promise<StatusEntry[]> {
   const store = new MachineStore({ dir: config.machinesDir });
   const { machines, invalid } = await store.loadAll();
-  const rows: MachineStatusRow[] = [];
+  const rows: StatusEntry[] = [];
   for (const { machine, path } of machines) {
     const { alive } = await probeLiveness(store.machineDir(machine.name), { mode: config.liveness, pidFile: config.pidFile });
     rows.push({
@@ -42,26 +47,28 @@ export async function collectStatus(config: ControllerConfig): Promise<MachineSt
     });
   }
   for (const { name, path, error } of invalid) {
-    rows.push({ name, status: "Invalid", state: null, alive: null, ip_address: null, cpus: null, memory_mb: null, created_at: null, path, error: error.message });
+    const reason = error instanceof InvalidConfigError ? `${error.line === undefined ? "" : `line ${error.line}: `}${error.reason}` : error.message;
+    rows.push({ name, status: "Invalid", state: null, alive: null, ip_address: null, cpus: null, memory_mb: null, created_at: null, path, error: error.message, reason });
   }
   return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** Runs `get`; returns the exit code (0, or 2 when the machines directory cannot be read). */
 export async function runGet(config: ControllerConfig, output: "table" | "json"): Promise<number> {
-  let rows: MachineStatusRow[];
+  let rows: StatusEntry[];
   try {
     rows = await collectStatus(config);
   } catch (error) {
     process.stderr.write(`arcbox-controller: cannot list ${config.machinesDir}: ${(error as Error).message}\n`);
     return 2;
   }
-  process.stdout.write(output === "json" ? `${toJsonWithBigInts(rows, 2)}\n` : renderTable(rows, Date.now()));
+  const json = rows.map(({ reason: _reason, ...row }): MachineStatusRow => row);
+  process.stdout.write(output === "json" ? `${toJsonWithBigInts(json, 2)}\n` : renderTable(rows, Date.now()));
   return 0;
 }
 
 /** The aligned table of `get`: `NAME STATE ALIVE IP CPUS MEMORY AGE STATUS`. */
-export function renderTable(rows: MachineStatusRow[], now: number): string {
+export function renderTable(rows: StatusEntry[], now: number): string {
   const header = ["NAME", "STATE", "ALIVE", "IP", "CPUS", "MEMORY", "AGE", "STATUS"];
   const cells = rows.map((row) => [
     row.name,
@@ -71,7 +78,7 @@ export function renderTable(rows: MachineStatusRow[], now: number): string {
     row.cpus === null ? "-" : String(row.cpus),
     row.memory_mb === null ? "-" : formatMemory(row.memory_mb),
     row.created_at === null ? "-" : formatAge(now - Date.parse(row.created_at)),
-    row.status === "Invalid" ? `Invalid: ${invalidReason(row)}` : row.status,
+    row.status === "Invalid" ? `Invalid: ${(row.reason ?? row.error ?? "").split("\n")[0]}` : row.status,
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...cells.map((line) => line[column]!.length)));
   const format = (line: string[]) =>
@@ -80,13 +87,6 @@ export function renderTable(rows: MachineStatusRow[], now: number): string {
       .join("   ")
       .trimEnd();
   return [header, ...cells].map(format).join("\n") + "\n";
-}
-
-/** The reason part of an invalid row's error, without the path prefix the table already implies. */
-function invalidReason(row: MachineStatusRow): string {
-  const message = row.error ?? "";
-  const reason = message.startsWith(row.path) ? message.slice(row.path.length).replace(/^:(\d+:\d+:)?\s*/, (m, pos) => (pos ? `line ${pos.slice(0, -1)}: ` : "")) : message;
-  return reason.split("\n")[0]!;
 }
 
 /** `8192` → `8Gi`, `1536` → `1536Mi` (kubectl's style). */
