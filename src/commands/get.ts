@@ -32,10 +32,17 @@ export async function collectStatus(config: ControllerConfig): Promise<StatusEnt
   const { machines, invalid } = await store.loadAll();
   const rows: StatusEntry[] = [];
   for (const { machine, path } of machines) {
-    const { alive } = await probeLiveness(store.machineDir(machine.name), { mode: config.liveness, pidFile: config.pidFile });
+    // A pid file that cannot be read leaves liveness unknown: shown as "-", never as NeedsRecovery.
+    let alive: boolean | null = null;
+    let error: string | null = null;
+    try {
+      ({ alive } = await probeLiveness(store.machineDir(machine.name), { mode: config.liveness, pidFile: config.pidFile }));
+    } catch (probeError) {
+      error = (probeError as Error).message;
+    }
     rows.push({
       name: machine.name,
-      status: machine.state === "running" && !alive ? "NeedsRecovery" : "Healthy",
+      status: machine.state === "running" && alive === false ? "NeedsRecovery" : "Healthy",
       state: machine.state,
       alive,
       ip_address: machine.ip_address ?? null,
@@ -43,7 +50,7 @@ export async function collectStatus(config: ControllerConfig): Promise<StatusEnt
       memory_mb: machine.memory_mb,
       created_at: machine.created_at,
       path,
-      error: null,
+      error,
     });
   }
   for (const { name, path, error } of invalid) {

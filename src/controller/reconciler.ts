@@ -144,7 +144,7 @@ export class Reconciler {
     // 5. Recover: networking hooks first, then persist `stopped`.
     this.observe(machine, false, true);
     const started = performance.now();
-    log.info({ reason: liveness.reason }, "machine is running without a live VM; recovering");
+    log.debug({ reason: liveness.reason }, "machine is running without a live VM; recovering");
     let ran: string[];
     try {
       const hooks = await this.options.hooks();
@@ -175,7 +175,7 @@ export class Reconciler {
     observer?.storeWrite?.("success");
     observer?.recoveryFinished?.("success");
     const durationMs = Math.round(performance.now() - started);
-    log.info({ hooks: ran, duration_ms: durationMs }, "machine recovered");
+    log.info({ hooks: ran, duration_ms: durationMs, reason: liveness.reason }, "machine recovered");
     const view = this.observe(saved.machine, false, false);
     return { kind: "recovered", hooks: ran, view };
   }
