@@ -5,6 +5,7 @@
 import { promises as fsp } from "node:fs";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
+import PQueue from "p-queue";
 import type { TomlTable } from "smol-toml";
 import {
   ConflictError,
@@ -128,19 +129,15 @@ export class MachineStore {
     const entries = (await this.readMachinesDir()).filter((e) => !HIDDEN.test(e.name));
     const machines: LoadedMachine[] = [];
     const invalid: InvalidMachine[] = [];
-    let next = 0;
-    const worker = async () => {
-      while (next < entries.length) {
-        const entry = entries[next++];
-        if (!entry) return;
-        const path = join(this.dir, entry.name);
+    const pool = new PQueue({ concurrency: this.loadConcurrency });
+    await pool.addAll(
+      entries.map((entry) => async () => {
         const outcome = await this.loadEntry(entry.name, entry.isSymbolicLink(), entry.isDirectory());
-        if (outcome === undefined) continue;
-        if (outcome instanceof StoreError) invalid.push({ name: entry.name, path, error: outcome });
+        if (outcome === undefined) return;
+        if (outcome instanceof StoreError) invalid.push({ name: entry.name, path: join(this.dir, entry.name), error: outcome });
         else machines.push(outcome);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.loadConcurrency, entries.length) }, worker));
+      }),
+    );
     const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
     machines.sort((a, b) => byName(a.machine, b.machine));
     invalid.sort(byName);
