@@ -126,7 +126,7 @@ describe("recovery", () => {
 
   it("waits out the startup grace for a freshly written running config", async () => {
     await writeMachine(machines, "booting", machineToml("booting"), { fresh: true });
-    const { controller, metrics } = await startController({ startupGraceMs: 1500 });
+    const { controller, metrics } = await startController({ startupGraceMs: 3000 });
     await controller.idle();
     // Still inside the grace period right after the first pass: not touched, but flagged.
     expect(await stateOf("booting")).toBe("running");
