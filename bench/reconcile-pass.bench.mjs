@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { pino } from "pino";
-import { reconcileOnce } from "../dist/controller/controller.js";
+import { reconcileOnce } from "../dist/controller/reconcile-pass.js";
 import { defaultConfig } from "../dist/controller/config.js";
 import { ControllerMetrics } from "../dist/metrics/controller-metrics.js";
 import { MachineStore } from "../dist/store/index.js";

@@ -7,7 +7,8 @@ export { probeLiveness, type LivenessMode, type LivenessResult } from "./control
 export { discoverHooks, runHooks, HookError, HookRefusedError, type NetworkHook, type HookContext } from "./controller/hooks.js";
 export { WorkQueue, type WorkQueueOptions, type WorkQueueObserver, type ProcessResult } from "./controller/workqueue.js";
 export { Reconciler, ReconcileError, type ReconcileOutcome, type MachineView } from "./controller/reconciler.js";
-export { Controller, reconcileOnce, type ControllerOptions, type PassSummary } from "./controller/controller.js";
+export { Controller, type ControllerOptions } from "./controller/controller.js";
+export { reconcileOnce, type PassSummary, type PassOptions } from "./controller/reconcile-pass.js";
 export { loadConfig, defaultConfig, parseDuration, ConfigError, type ControllerConfig } from "./controller/config.js";
 export { LockHeldError } from "./controller/instance-lock.js";
 export { ControllerMetrics } from "./metrics/controller-metrics.js";

@@ -4,7 +4,7 @@
  * 2 on a usage or configuration error (including another controller holding the lock).
  */
 import type { ControllerConfig } from "../controller/config.js";
-import { reconcileOnce, type PassSummary } from "../controller/controller.js";
+import { reconcileOnce, type PassSummary } from "../controller/reconcile-pass.js";
 import { LockHeldError } from "../controller/instance-lock.js";
 import { createLogger } from "../log.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";

@@ -7,14 +7,13 @@ import { basename } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { FSWatcher } from "chokidar";
 import type { Logger } from "pino";
-import PQueue from "p-queue";
 import { MachineStore } from "../store/index.js";
 import type { ControllerMetrics } from "../metrics/controller-metrics.js";
 import type { HealthCheck } from "../metrics/http-server.js";
 import type { ControllerConfig } from "./config.js";
 import { discoverHooks, HookError, skipReasonForName, type NetworkHook } from "./hooks.js";
 import { acquireInstanceLock, type InstanceLock } from "./instance-lock.js";
-import { Reconciler, ReconcileError, type MachineView, type ReconcileObserver, type ReconcileOutcome } from "./reconciler.js";
+import { Reconciler, ReconcileError, type MachineView, type ReconcileObserver } from "./reconciler.js";
 import { listMachineNames, startResync, watchMachines } from "./sources.js";
 import { WorkQueue } from "./workqueue.js";
 
@@ -217,7 +216,7 @@ export class Controller {
  * The hooks for a recovery: the in-process ones when given, else the executables of `hooks_dir`,
  * discovered afresh for each recovery so edits to the directory apply at once.
  */
-function hookSource({ config, logger, metrics, hooks }: ControllerOptions): () => Promise<NetworkHook[]> {
+export function hookSource({ config, logger, metrics, hooks }: ControllerOptions): () => Promise<NetworkHook[]> {
   if (hooks) {
     metrics.knownHooks(hooks.map((hook) => hook.name));
     return async () => hooks;
@@ -235,7 +234,7 @@ function hookSource({ config, logger, metrics, hooks }: ControllerOptions): () =
 }
 
 /** Log fields of a failed reconcile; a hook failure adds the hook, its exit and its stderr tail. */
-function failureFields(error: unknown): Record<string, unknown> {
+export function failureFields(error: unknown): Record<string, unknown> {
   const cause = error instanceof ReconcileError ? error.cause : error;
   const fields: Record<string, unknown> = { err: (error as Error).message };
   if (cause instanceof HookError) {
@@ -258,78 +257,6 @@ export function metricsObserver(metrics: ControllerMetrics): ReconcileObserver {
   };
 }
 
-function newReconcileId(): string {
+export function newReconcileId(): string {
   return randomBytes(4).toString("hex");
-}
-
-/** Totals of one `reconcile` pass. */
-export interface PassSummary {
-  machines: number;
-  recovered: number;
-  errors: number;
-  invalid: number;
-  pending: number;
-  duration_ms: number;
-}
-
-export interface PassOptions extends ControllerOptions {
-  /** Called after each machine, for progress display. */
-  onProgress?: (done: number, total: number) => void;
-}
-
-/**
- * One full pass over every machine (`arcbox-controller reconcile`): each machine is reconciled once,
- * failed hooks are not retried, and machines inside their startup grace count as pending.
- * Takes the single-instance lock like the service. Errors are counted, not thrown, except for the
- * lock and an unreadable machines directory.
- */
-export async function reconcileOnce(options: PassOptions): Promise<PassSummary> {
-  const { config, logger, metrics } = options;
-  const started = performance.now();
-  const lock = await acquireInstanceLock(config.machinesDir);
-  const abort = new AbortController();
-  const onSignal = () => abort.abort();
-  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
-  try {
-    const store = new MachineStore({ dir: config.machinesDir });
-    for (const path of await store.sweepTempFiles()) logger.info({ path }, "removed leftover temp file");
-    const reconciler = new Reconciler({
-      store,
-      hooks: hookSource(options),
-      liveness: config.liveness,
-      pidFile: config.pidFile,
-      startupGraceMs: config.startupGraceMs,
-      signal: abort.signal,
-      observer: metricsObserver(metrics),
-    });
-    const names = await listMachineNames(config.machinesDir);
-    const summary: PassSummary = { machines: 0, recovered: 0, errors: 0, invalid: 0, pending: 0, duration_ms: 0 };
-    let done = 0;
-    const pool = new PQueue({ concurrency: config.workers });
-    await pool.addAll(
-      names.map((name) => async () => {
-        const log = logger.child({ machine: name, reconcile_id: newReconcileId() });
-        let outcome: ReconcileOutcome | null = null;
-        try {
-          outcome = abort.signal.aborted ? null : await reconciler.reconcile(name, log);
-        } catch (error) {
-          summary.errors++;
-          summary.machines++;
-          log.error(failureFields(error), "reconcile failed");
-        }
-        if (outcome) {
-          if (outcome.kind !== "gone") summary.machines++;
-          if (outcome.kind === "recovered") summary.recovered++;
-          if (outcome.kind === "invalid") summary.invalid++;
-          if (outcome.kind === "pending") summary.pending++;
-        }
-        options.onProgress?.(++done, names.length);
-      }),
-    );
-    summary.duration_ms = Math.round(performance.now() - started);
-    return summary;
-  } finally {
-    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
-    await lock.release();
-  }
 }
