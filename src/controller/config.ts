@@ -24,6 +24,11 @@ export interface ControllerConfig {
   pidFile: string;
   workers: number;
   resyncIntervalMs: number;
+  /**
+   * How often a `running` machine whose VM is alive is checked again; 0 disables. A VM that
+   * crashes leaves its pid file behind, and no file event would tell.
+   */
+  recheckIntervalMs: number;
   startupGraceMs: number;
   hookTimeoutMs: number;
   shutdownTimeoutMs: number;
@@ -51,6 +56,7 @@ export function defaultConfig(): ControllerConfig {
     pidFile: "vm.pid",
     workers: 4,
     resyncIntervalMs: 5 * 60_000,
+    recheckIntervalMs: 30_000,
     startupGraceMs: 30_000,
     hookTimeoutMs: 30_000,
     shutdownTimeoutMs: 30_000,
@@ -94,6 +100,8 @@ const durationText = z.string().transform((text, ctx) => {
   return ms;
 });
 
+const positiveDuration = durationText.refine((ms) => ms > 0, { message: "must be longer than 0" });
+
 const listenText = z.string().superRefine((text, ctx) => {
   const problem = listenProblem(text);
   if (problem) ctx.addIssue({ code: "custom", message: problem });
@@ -122,9 +130,10 @@ const fileSchema = z.strictObject({
   pid_file: pidFileText.optional(),
   workers: z.bigint().min(1n).max(256n).transform(Number).optional(),
   resync_interval: durationText.optional(),
+  recheck_interval: durationText.optional(),
   startup_grace: durationText.optional(),
-  hook_timeout: durationText.optional(),
-  shutdown_timeout: durationText.optional(),
+  hook_timeout: positiveDuration.optional(),
+  shutdown_timeout: positiveDuration.optional(),
   listen: listenText.optional(),
   per_machine_metrics: z.boolean().optional(),
   log_level: z.enum(LOG_LEVELS).optional(),
@@ -222,6 +231,7 @@ function applyFile(config: ControllerConfig, file: string, text: string): void {
   if (v.pid_file !== undefined) config.pidFile = v.pid_file;
   if (v.workers !== undefined) config.workers = v.workers;
   if (v.resync_interval !== undefined) config.resyncIntervalMs = v.resync_interval;
+  if (v.recheck_interval !== undefined) config.recheckIntervalMs = v.recheck_interval;
   if (v.startup_grace !== undefined) config.startupGraceMs = v.startup_grace;
   if (v.hook_timeout !== undefined) config.hookTimeoutMs = v.hook_timeout;
   if (v.shutdown_timeout !== undefined) config.shutdownTimeoutMs = v.shutdown_timeout;

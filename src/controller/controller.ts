@@ -199,8 +199,16 @@ export class Controller {
         metrics.reconcileFinished("requeue_after", seconds);
         return { requeueAfter: outcome.requeueAfterMs };
       }
-      metrics.reconcileFinished("success", seconds);
       log.debug({ outcome: outcome.kind, duration_ms: Math.round(seconds * 1000) }, "reconciled");
+      // A live VM can crash without touching any file: look again later (jittered, so thousands of
+      // machines started together do not come back together).
+      const { view } = outcome;
+      const recheck = this.options.config.recheckIntervalMs;
+      if (recheck > 0 && view.kind === "machine" && view.machine.state === "running" && view.alive) {
+        metrics.reconcileFinished("requeue_after", seconds);
+        return { requeueAfter: Math.round(recheck * (0.9 + Math.random() * 0.2)) };
+      }
+      metrics.reconcileFinished("success", seconds);
     } catch (error) {
       metrics.reconcileFinished("error", (performance.now() - started) / 1000);
       throw error;

@@ -103,6 +103,18 @@ describe("recovery", () => {
     await expect(stat(marker)).rejects.toThrow(/ENOENT/);
   });
 
+  it("notices a VM that crashed and left its pid file behind, at the next re-check", async () => {
+    await writeMachine(machines, "crash", machineToml("crash"));
+    const vm = await startProcess("sleep", ["300"]);
+    children.push(vm);
+    await writeFile(path.join(machines, "crash", "vm.pid"), `${vm.pid}\n`);
+    const { controller, metrics } = await startController({ recheckIntervalMs: 300 });
+    await controller.idle();
+    expect(metrics.machines().find((m) => m.name === "crash")).toMatchObject({ state: "running", needsRecovery: false });
+    await stopProcess(vm); // no file changes: only the re-check can tell
+    await waitFor(async () => (await stateOf("crash")) === "stopped", "the crashed VM's machine to be recovered");
+  });
+
   it("does not count a reused pid: a process that started long after vm.pid was written", async () => {
     await writeMachine(machines, "reused", machineToml("reused"));
     const other = await startProcess("sleep", ["300"]);

@@ -8,7 +8,7 @@ import { defaultConfig, loadConfig } from "../../src/controller/config.js";
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const examplePath = path.join(repoRoot, "manifests/examples/controller.toml");
 
-/** DESIGN §6, key by key, in its order. */
+/** DESIGN §6, key by key, in its order (plus recheck_interval, an extension, after resync_interval). */
 const DESIGN_DEFAULTS: Array<[string, string | number | boolean]> = [
   ["machines_dir", "/var/lib/arcbox/machines"],
   ["hooks_dir", "/etc/arcbox/hooks/network.d"],
@@ -16,6 +16,7 @@ const DESIGN_DEFAULTS: Array<[string, string | number | boolean]> = [
   ["pid_file", "vm.pid"],
   ["workers", 4],
   ["resync_interval", "5m"],
+  ["recheck_interval", "30s"],
   ["startup_grace", "30s"],
   ["hook_timeout", "30s"],
   ["shutdown_timeout", "30s"],
