@@ -240,9 +240,9 @@ describe("events", () => {
     await controller.idle();
     expect(metrics.machines().find((m) => m.name === "idle")?.state).toBe("stopped");
     await writeFile(configOf("idle"), machineToml("idle", { state: "running" }));
-    await waitFor(async () => (await stateOf("idle")) === "stopped" && metrics.machines().find((m) => m.name === "idle"), "the edit to be reconciled");
-    const counted = await metrics.metricsText();
-    expect(counted).toMatch(/arcbox_recoveries_total\{result="success"\} 1/);
+    // The file says `stopped` a moment before the recovery is counted (the directory fsync is last).
+    await waitFor(async () => /arcbox_recoveries_total\{result="success"\} 1/.test(await metrics.metricsText()), "the recovery to be counted");
+    expect(await stateOf("idle")).toBe("stopped");
   });
 
   it("sees edits that closely follow its own write (chokidar alone would drop them)", async () => {
@@ -254,7 +254,7 @@ describe("events", () => {
       await writeFile(configOf("again"), machineToml("again", { state: "running" }));
       await waitFor(async () => (await stateOf("again")) === "stopped", `recovery ${round}`);
     }
-    expect(await metrics.metricsText()).toMatch(/arcbox_recoveries_total\{result="success"\} 5/);
+    await waitFor(async () => /arcbox_recoveries_total\{result="success"\} 5/.test(await metrics.metricsText()), "five recoveries counted");
   });
 
   it("picks up a machine created while running, and forgets a deleted one", async () => {

@@ -126,7 +126,9 @@ describe("run", () => {
       // An edit to running with no VM; the file's mtime is set back past the startup grace.
       await writeMachine(dir, "web", machineToml("web", { state: "running" }));
       await waitFor(async () => (await readFile(path.join(dir, "web", "config.toml"), "utf8")).includes('state = "stopped"'), "the edit to be reconciled");
-      expect(controller.logs.find((line) => line.msg === "machine recovered")).toMatchObject({ machine: "web", level: "info" });
+      // The log line follows the rename by the directory fsync: wait for it rather than race it.
+      const recovered = await waitFor(() => controller.logs.find((line) => line.msg === "machine recovered"), "the recovery log line");
+      expect(recovered).toMatchObject({ machine: "web", level: "info" });
     } finally {
       expect(await controller.stop()).toBe(0);
     }
