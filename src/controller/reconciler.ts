@@ -135,7 +135,8 @@ export class Reconciler {
       const age = Date.now() - loaded.mtimeMs;
       if (age < this.options.startupGraceMs) {
         const view = this.observe(machine, false, true);
-        const requeueAfterMs = Math.max(1, Math.ceil(this.options.startupGraceMs - age));
+        // An mtime in the future (a clock stepped back, a file server's clock) waits one grace period at a time.
+        const requeueAfterMs = Math.max(1, Math.min(this.options.startupGraceMs, Math.ceil(this.options.startupGraceMs - age)));
         log.debug({ requeue_after_ms: requeueAfterMs }, "running without a live VM, inside the startup grace period");
         return { kind: "pending", requeueAfterMs, view };
       }

@@ -1,7 +1,7 @@
 /**
  * Reconcile(name) on its own, with in-process hooks (the library interface) and real files.
  */
-import { readFile, writeFile, rm } from "node:fs/promises";
+import { readFile, writeFile, rm, utimes } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { NetworkHook } from "../../src/controller/hooks.js";
@@ -130,6 +130,17 @@ describe("Reconciler", () => {
     expect((await r.reconcile("odd", logger)).kind).toBe("healthy");
     expect(lines().some((line) => line.msg === "machine config is valid again")).toBe(true);
     expect(views.map((view) => view.kind)).toEqual(["invalid", "invalid", "invalid", "invalid", "machine"]);
+  });
+
+  it("waits at most one grace period at a time, even for a config whose mtime is in the future", async () => {
+    const file = await writeMachine(dir, "skewed", machineToml("skewed"));
+    const future = new Date(Date.now() + 3_600_000);
+    await utimes(file, future, future);
+    const r = new Reconciler({ store: new MachineStore({ dir }), hooks: async () => [], liveness: "pidfile", pidFile: "vm.pid", startupGraceMs: 5000 });
+    const outcome = await r.reconcile("skewed", memoryLogger().logger);
+    expect(outcome.kind).toBe("pending");
+    expect(outcome.kind === "pending" && outcome.requeueAfterMs).toBe(5000);
+    expect(await stateOf("skewed")).toBe("running");
   });
 
   it("reports a deleted machine as gone", async () => {
