@@ -14,7 +14,7 @@ import {
   readMachineConfig,
   StoreError,
 } from "../../src/store/index.js";
-import { configText, sampleMachine, tempStore, type TempStore } from "./temp-store.js";
+import { configText, sampleMachine, useTempStore, type TempStore } from "./temp-store.js";
 
 const BASE = configText("m");
 /** BASE with the line of `key` replaced by `line` (or removed when `line` is null). */
@@ -154,14 +154,12 @@ async function fingerprint(path: string): Promise<string> {
   return `file:${stat.mode}:${createHash("sha256").update(await readFile(path)).digest("hex")}`;
 }
 
-let t: TempStore;
+const t = useTempStore();
 let outside: string;
 beforeEach(async () => {
-  t = await tempStore();
   outside = await mkdtemp(join(tmpdir(), "arcbox-outside-"));
 });
 afterEach(async () => {
-  await t.cleanup();
   await rm(outside, { recursive: true, force: true });
 });
 

@@ -2,20 +2,16 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { readdir as readdirAsync } from "node:fs/promises";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { ConflictError, MachineStore } from "../../src/store/index.js";
 import { fsOpsWith } from "./fs-ops.js";
-import { configText, sampleMachine, tempStore, type TempStore } from "./temp-store.js";
+import { configText, sampleMachine, useTempStore } from "./temp-store.js";
 
 const OTHER = configText("m").replace('state = "stopped"', 'state = "running"').replace("cpus = 2", "cpus = 3");
 
-let t: TempStore;
+const t = useTempStore();
 beforeEach(async () => {
-  t = await tempStore();
   await t.put("m", configText("m"));
-});
-afterEach(async () => {
-  await t.cleanup();
 });
 
 const onlyConfig = async () => expect(await readdirAsync(join(t.dir, "m"))).toEqual(["config.toml"]);

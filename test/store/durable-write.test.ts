@@ -2,18 +2,12 @@
 import { chmod, mkdtemp, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { MachineStore, StoreIoError, isTempFileName } from "../../src/store/index.js";
 import { fsOpsWith, systemError } from "./fs-ops.js";
-import { configText, sampleMachine, tempStore, type TempStore } from "./temp-store.js";
+import { configText, sampleMachine, useTempStore } from "./temp-store.js";
 
-let t: TempStore;
-beforeEach(async () => {
-  t = await tempStore();
-});
-afterEach(async () => {
-  await t.cleanup();
-});
+const t = useTempStore();
 
 const ORIGINAL = configText("m");
 

@@ -1,11 +1,11 @@
 /** Every config file written by the Rust core loads with every field right, and survives rewrites. */
 import { copyFile, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parse } from "smol-toml";
 import type { Machine } from "../../src/store/index.js";
 import { fixtureConfig, fixtureMachines } from "../helpers/fixtures.js";
-import { tempStore, type TempStore } from "./temp-store.js";
+import { useTempStore } from "./temp-store.js";
 
 const toml05Devices = (name: string) => [
   { path: "/var/lib/arcbox/boot/0.5.5/rootfs.erofs", read_only: true },
@@ -82,13 +82,7 @@ const EXPECTED: Record<string, Machine> = {
   },
 };
 
-let t: TempStore;
-beforeEach(async () => {
-  t = await tempStore();
-});
-afterEach(async () => {
-  await t.cleanup();
-});
+const t = useTempStore();
 
 /** Copies a fixture into the temp store under its machine name; returns the original bytes. */
 async function install(id: string): Promise<{ name: string; original: Buffer }> {

@@ -1,7 +1,7 @@
 /** MachineStore listing, loadAll classification, save over existing files, the standalone reader. */
 import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   InvalidConfigError,
   InvalidNameError,
@@ -11,15 +11,9 @@ import {
   StoreIoError,
   validateMachineName,
 } from "../../src/store/index.js";
-import { configText, sampleMachine, tempStore, type TempStore } from "./temp-store.js";
+import { configText, sampleMachine, useTempStore } from "./temp-store.js";
 
-let t: TempStore;
-beforeEach(async () => {
-  t = await tempStore();
-});
-afterEach(async () => {
-  await t.cleanup();
-});
+const t = useTempStore();
 
 describe("list and loadAll", () => {
   it("classify every entry; hidden entries are skipped; nothing is dropped", async () => {

@@ -2,9 +2,9 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { fixtureConfig } from "../helpers/fixtures.js";
-import { tempStore, type TempStore } from "./temp-store.js";
+import { useTempStore } from "./temp-store.js";
 
 const HAND_WRITTEN = `# My dev box, edited by hand
 name    = 'dev'          # must match the directory
@@ -33,13 +33,7 @@ function expectOnlyChanged(before: string, after: string, start: number, end: nu
   expect(after).toBe(before.slice(0, start) + middle + before.slice(end));
 }
 
-let t: TempStore;
-beforeEach(async () => {
-  t = await tempStore();
-});
-afterEach(async () => {
-  await t.cleanup();
-});
+const t = useTempStore();
 
 describe("minimal edits", () => {
   it("a state change on a commented, hand-formatted file changes only the state value's bytes", async () => {

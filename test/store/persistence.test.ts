@@ -1,19 +1,13 @@
 /** The tests of arcbox-core's MachinePersistence, ported. */
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   MachineNotFoundError,
   fromPersistedState,
   persistedStateNeedsRecovery,
 } from "../../src/store/index.js";
-import { sampleMachine, tempStore, type TempStore } from "./temp-store.js";
+import { sampleMachine, useTempStore } from "./temp-store.js";
 
-let t: TempStore;
-beforeEach(async () => {
-  t = await tempStore();
-});
-afterEach(async () => {
-  await t.cleanup();
-});
+const t = useTempStore();
 
 describe("MachinePersistence (ported from arcbox-core)", () => {
   it("save then load gives the same fields, created_at preserved", async () => {

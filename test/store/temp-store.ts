@@ -2,6 +2,7 @@
 import { mkdtemp, mkdir, readFile, rm, writeFile, chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterEach, beforeEach } from "vitest";
 import { MachineStore, type DurableFsOps, type Machine } from "../../src/store/index.js";
 
 export interface TempStore {
@@ -28,6 +29,36 @@ export async function tempStore(fs?: DurableFsOps): Promise<TempStore> {
     },
     bytes: (name) => readFile(join(dir, name, "config.toml")),
     cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/**
+ * Gives every test of the calling file (or describe block) a fresh TempStore, created before the
+ * test and removed after it. The returned object always refers to the current test's store.
+ */
+export function useTempStore(): TempStore {
+  let current: TempStore | undefined;
+  beforeEach(async () => {
+    current = await tempStore();
+  });
+  afterEach(async () => {
+    await current?.cleanup();
+    current = undefined;
+  });
+  const now = (): TempStore => {
+    if (current === undefined) throw new Error("useTempStore: the store exists only while a test runs");
+    return current;
+  };
+  return {
+    get dir() {
+      return now().dir;
+    },
+    get store() {
+      return now().store;
+    },
+    put: (name, text, mode) => now().put(name, text, mode),
+    bytes: (name) => now().bytes(name),
+    cleanup: () => now().cleanup(),
   };
 }
 
