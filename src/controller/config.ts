@@ -9,6 +9,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
 import { parseListenAddress } from "../metrics/listen-address.js";
+import { locate, scanLayout } from "../store/toml-layout.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -74,21 +75,13 @@ const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
  * Returns `null` when the text is not a duration.
  */
 export function parseDuration(text: string): number | null {
-  const match = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.exec(text.trim());
-  if (!match) return null;
+  const trimmed = text.trim();
+  if (!/^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(trimmed)) return null;
   let total = 0;
-  for (const part of text.trim().matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
+  for (const part of trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
     total += Number(part[1]) * UNIT_MS[part[2] as keyof typeof UNIT_MS];
   }
   return Math.round(total);
-}
-
-/** Formats milliseconds the way config files write them (`30s`, `5m`, `250ms`). */
-export function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
 }
 
 const durationText = z.string().transform((text, ctx) => {
@@ -282,12 +275,9 @@ function applyValue(config: ControllerConfig, key: keyof ConfigFlags, value: str
 
 /** `:line:column` of a root-level `key =` line, or "" when not found. */
 function locateKey(text: string, key: string): string {
-  if (!key) return "";
-  const lines = text.split("\n");
-  const pattern = new RegExp(`^(\\s*)["']?${key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}["']?\\s*=`);
-  for (let i = 0; i < lines.length; i++) {
-    const match = pattern.exec(lines[i]!);
-    if (match) return `:${i + 1}:${match[1]!.length + 1}`;
-  }
-  return "";
+  const layout = key === "" ? undefined : scanLayout(text);
+  const entry = layout && locate(layout, [key]);
+  if (!layout || !entry || entry.kind !== "key") return "";
+  const { line, column } = layout.position(entry.keyStart);
+  return `:${line}:${column}`;
 }
