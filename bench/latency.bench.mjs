@@ -12,17 +12,14 @@ import { pino } from "pino";
 import { Controller } from "../dist/controller/controller.js";
 import { defaultConfig } from "../dist/controller/config.js";
 import { ControllerMetrics } from "../dist/metrics/controller-metrics.js";
+import { machineToml, percentile } from "./lib.mjs";
 
 const MACHINES = Number(process.env.MACHINES ?? 1000);
 const ROUNDS = Number(process.env.ROUNDS ?? 40);
 
-const machineToml = (name, state) =>
-  `name = "${name}"\ncpus = 2\nmemory_mb = 4096\ndisk_gb = 20\nblock_devices = []\nstate = "${state}"\nvm_id = "v-${name}"\ncreated_at = "2026-04-27T05:01:09.120004Z"\n`;
-
 function summary(label, times) {
-  times.sort((a, b) => a - b);
-  const rank = (q) => times[Math.min(times.length - 1, Math.ceil(q * times.length) - 1)];
-  return { label, median_ms: rank(0.5).toFixed(2), p95_ms: rank(0.95).toFixed(2), max_ms: rank(1).toFixed(2) };
+  const at = (q) => percentile(times, q).toFixed(2);
+  return { label, median_ms: at(0.5), p95_ms: at(0.95), max_ms: at(1) };
 }
 
 const root = await mkdtemp(join(tmpdir(), "arcbox-bench-latency-"));

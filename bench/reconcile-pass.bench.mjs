@@ -12,12 +12,10 @@ import { reconcileOnce } from "../dist/controller/reconcile-pass.js";
 import { defaultConfig } from "../dist/controller/config.js";
 import { ControllerMetrics } from "../dist/metrics/controller-metrics.js";
 import { MachineStore } from "../dist/store/index.js";
+import { machineToml, percentile } from "./lib.mjs";
 
 const MACHINES = Number(process.env.MACHINES ?? 10_000);
 const ROUNDS = 3;
-
-const machineToml = (name, state) =>
-  `name = "${name}"\ncpus = 2\nmemory_mb = 4096\ndisk_gb = 20\nblock_devices = []\nstate = "${state}"\nvm_id = "v-${name}"\ncreated_at = "2026-04-27T05:01:09.120004Z"\n`;
 
 const root = await mkdtemp(join(tmpdir(), "arcbox-bench-pass-"));
 try {
@@ -44,7 +42,7 @@ try {
     pass.push(performance.now() - start);
     await rm(dir, { recursive: true, force: true });
   }
-  const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const median = (xs) => percentile(xs, 0.5);
   console.log(`machines: ${MACHINES} (${MACHINES / 10} recovered per pass), median of ${ROUNDS} rounds, node ${process.version}`);
   console.log(`  baseline: MachineStore.loadAll (read + validate)  ${median(loadAll).toFixed(0)} ms`);
   console.log(`  reconcile pass (read, probe, recover, persist)     ${median(pass).toFixed(0)} ms   ×${(median(pass) / median(loadAll)).toFixed(2)}`);

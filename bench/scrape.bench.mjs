@@ -4,6 +4,7 @@
 import { performance } from "node:perf_hooks";
 import { Gauge, Registry } from "prom-client";
 import { ControllerMetrics } from "../dist/metrics/controller-metrics.js";
+import { percentile } from "./lib.mjs";
 
 const MACHINES = 10_000;
 const WARM_UP = 10;
@@ -26,9 +27,7 @@ async function measure(scrape, between = () => {}) {
     await scrape();
     times.push(performance.now() - start);
   }
-  times.sort((a, b) => a - b);
-  const rank = (q) => times[Math.min(times.length - 1, Math.ceil(q * times.length) - 1)];
-  return { median: rank(0.5), p95: rank(0.95) };
+  return { median: percentile(times, 0.5), p95: percentile(times, 0.95) };
 }
 
 function countSeries(text) {
