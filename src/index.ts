@@ -3,13 +3,13 @@
  * `MachinePersistence`), the controller and its parts, and the metrics.
  */
 export * from "./store/index.js";
-export { probeLiveness, type LivenessMode, type LivenessResult } from "./controller/liveness.js";
-export { discoverHooks, runHooks, HookError, HookRefusedError, type NetworkHook, type HookContext } from "./controller/hooks.js";
+export { probeLiveness, type LivenessMode, type LivenessResult } from "./host/liveness.js";
+export { discoverHooks, runHooks, HookError, HookRefusedError, type NetworkHook, type HookContext } from "./host/hooks.js";
 export { WorkQueue, type WorkQueueOptions, type WorkQueueObserver, type ProcessResult } from "./controller/workqueue.js";
 export { Reconciler, ReconcileError, type ReconcileOutcome, type MachineView } from "./controller/reconciler.js";
 export { Controller, type ControllerOptions } from "./controller/controller.js";
 export { reconcileOnce, type PassSummary, type PassOptions } from "./controller/reconcile-pass.js";
 export { loadConfig, defaultConfig, parseDuration, ConfigError, type ControllerConfig } from "./controller/config.js";
-export { LockHeldError } from "./controller/instance-lock.js";
+export { LockHeldError } from "./host/instance-lock.js";
 export { ControllerMetrics } from "./metrics/controller-metrics.js";
 export { startMetricsServer } from "./metrics/http-server.js";

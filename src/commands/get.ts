@@ -3,7 +3,8 @@
  * with its state, liveness and health. Read-only.
  */
 import type { ControllerConfig } from "../controller/config.js";
-import { probeLiveness } from "../controller/liveness.js";
+import { livenessOptions } from "../controller/controller.js";
+import { probeLiveness } from "../host/liveness.js";
 import { InvalidConfigError, MachineStore } from "../store/index.js";
 import { toJsonWithBigInts } from "../store/machine.js";
 
@@ -31,14 +32,19 @@ export async function collectStatus(config: ControllerConfig): Promise<StatusEnt
   const store = new MachineStore({ dir: config.machinesDir });
   const { machines, invalid } = await store.loadAll();
   const rows: StatusEntry[] = [];
+  const liveness = livenessOptions(config);
   for (const { machine, path } of machines) {
     // A pid file that cannot be read leaves liveness unknown: shown as "-", never as NeedsRecovery.
     let alive: boolean | null = null;
     let error: string | null = null;
-    try {
-      ({ alive } = await probeLiveness(store.machineDir(machine.name), { mode: config.liveness, pidFile: config.pidFile }));
-    } catch (probeError) {
-      error = (probeError as Error).message;
+    if (config.liveness === "daemon" && machine.state !== "running") {
+      alive = false; // the daemon runs only the machines it persisted as running
+    } else {
+      try {
+        ({ alive } = await probeLiveness(store.machineDir(machine.name), liveness));
+      } catch (probeError) {
+        error = (probeError as Error).message;
+      }
     }
     rows.push({
       name: machine.name,

@@ -5,7 +5,7 @@
  */
 import type { ControllerConfig } from "../controller/config.js";
 import { reconcileOnce, type PassSummary } from "../controller/reconcile-pass.js";
-import { LockHeldError } from "../controller/instance-lock.js";
+import { LockHeldError } from "../host/instance-lock.js";
 import { createLogger } from "../log.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { VERSION } from "../version.js";
@@ -16,7 +16,7 @@ const PROGRESS_AFTER_MS = 1000;
 export async function runReconcile(config: ControllerConfig, output: "text" | "json"): Promise<number> {
   // stdout carries the summary (a script parses it); the log goes to stderr.
   const logger = createLogger(config.logLevel, 2);
-  const metrics = new ControllerMetrics({ perMachineMetrics: false, version: VERSION });
+  const metrics = new ControllerMetrics({ perMachineMetrics: false, version: VERSION, daemonLiveness: config.liveness === "daemon" });
   const progress = process.stderr.isTTY ? progressLine() : undefined;
   let summary: PassSummary;
   try {

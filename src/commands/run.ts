@@ -1,10 +1,13 @@
 /**
- * `arcbox-controller run`: the service. Starts the metrics server, then the controller; stops
+ * `arcbox-controller run`: the service. Takes the single-instance lock, starts the metrics server,
+ * then the controller; stops
  * gracefully on SIGTERM/SIGINT within `shutdown_timeout` and exits 0.
  */
+import { mkdir } from "node:fs/promises";
+import type { Logger } from "pino";
 import type { ControllerConfig } from "../controller/config.js";
 import { Controller } from "../controller/controller.js";
-import { LockHeldError } from "../controller/instance-lock.js";
+import { acquireInstanceLock, LockHeldError, type InstanceLock } from "../host/instance-lock.js";
 import { createLogger } from "../log.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { startMetricsServer } from "../metrics/http-server.js";
@@ -12,9 +15,36 @@ import { VERSION } from "../version.js";
 
 export async function runService(config: ControllerConfig): Promise<number> {
   const logger = createLogger(config.logLevel);
-  const metrics = new ControllerMetrics({ perMachineMetrics: config.perMachineMetrics, version: VERSION });
-  const controller = new Controller({ config, logger, metrics });
+  const metrics = new ControllerMetrics({ perMachineMetrics: config.perMachineMetrics, version: VERSION, daemonLiveness: config.liveness === "daemon" });
 
+  // The lock comes first: a second controller is refused naming the first, before anything else
+  // (such as the metrics port both would want) can fail.
+  let lock: InstanceLock;
+  try {
+    await mkdir(config.machinesDir, { recursive: true, mode: 0o755 });
+    lock = await acquireInstanceLock(config.machinesDir);
+  } catch (error) {
+    if (error instanceof LockHeldError) {
+      logger.fatal({ err: error.message, owner_pid: error.ownerPid }, "another controller is running");
+      process.stderr.write(`arcbox-controller: ${error.message}\n`);
+      return 2;
+    }
+    logger.fatal({ err: (error as Error).message, machines_dir: config.machinesDir }, "cannot use the machines directory");
+    process.stderr.write(`arcbox-controller: cannot use the machines directory ${config.machinesDir}: ${(error as Error).message}\n`);
+    return 2;
+  }
+  if (lock.pidWriteError !== undefined) {
+    logger.warn({ path: lock.path, code: lock.pidWriteError }, "holding the single-instance lock, but could not record this process's pid in it");
+  }
+  try {
+    return await serve(config, logger, metrics, lock);
+  } finally {
+    lock.release();
+  }
+}
+
+async function serve(config: ControllerConfig, logger: Logger, metrics: ControllerMetrics, instanceLock: InstanceLock): Promise<number> {
+  const controller = new Controller({ config, logger, metrics, instanceLock });
   let server;
   try {
     server = await startMetricsServer({ listen: config.listen, metrics, health: controller, logger });
@@ -46,11 +76,6 @@ export async function runService(config: ControllerConfig): Promise<number> {
     await controller.start();
   } catch (error) {
     await server.close();
-    if (error instanceof LockHeldError) {
-      logger.fatal({ err: error.message, owner_pid: error.ownerPid }, "another controller is running");
-      process.stderr.write(`arcbox-controller: ${error.message}\n`);
-      return 2;
-    }
     logger.fatal({ err: (error as Error).message }, "cannot start");
     process.stderr.write(`arcbox-controller: cannot start: ${(error as Error).message}\n`);
     return 1;

@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
-import { isAbsolute, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
 import { parseListenAddress } from "../metrics/listen-address.js";
@@ -13,14 +13,26 @@ import { locate, scanLayout } from "../store/toml-layout.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export const LIVENESS_MODES = ["pidfile", "none"] as const;
+export const LIVENESS_MODES = ["daemon", "pidfile", "none"] as const;
 export type Liveness = (typeof LIVENESS_MODES)[number];
+export const LOG_FORMATS = ["json", "pretty"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** Longest duration the controller accepts: Node.js timers cannot wait longer (2^31-1 ms, about 24.8 days). */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
 
 /** The resolved configuration. Durations are in milliseconds; paths are absolute. */
 export interface ControllerConfig {
   machinesDir: string;
   hooksDir: string;
   liveness: Liveness;
+  /**
+   * The arcbox daemon's lock file (`liveness = "daemon"`): the daemon holds a `flock` on it while it
+   * lives. Default: `run/daemon.lock` in the parent of `machinesDir` (arcbox's `--data-dir` layout).
+   */
+  daemonLock: string;
+  /** How often the daemon's lock is probed (`liveness = "daemon"`). */
+  daemonPollIntervalMs: number;
   /** File name of the VM's pid file inside each machine directory. */
   pidFile: string;
   workers: number;
@@ -37,6 +49,8 @@ export interface ControllerConfig {
   listen: string;
   perMachineMetrics: boolean;
   logLevel: LogLevel;
+  /** `json` lines or `pretty` (readable) lines; `undefined`: pretty on a terminal, json otherwise. */
+  logFormat: LogFormat | undefined;
   /** The config file that was read, if any. */
   configFile: string | null;
 }
@@ -48,12 +62,31 @@ export class ConfigError extends Error {
 
 export const DEFAULT_CONFIG_FILE = "/etc/arcbox/controller.toml";
 
-/** Defaults of DESIGN §6; `machinesDir` follows arcbox-core (`~/.arcbox/machines`). */
-export function defaultConfig(): ControllerConfig {
+/**
+ * The config files read when `--config` is not given: the first that exists. On macOS, where the
+ * controller is a per-user launchd agent beside arcbox's own, `~/.arcbox/controller.toml` comes first.
+ */
+export function defaultConfigFiles(platform: NodeJS.Platform = process.platform): string[] {
+  return platform === "darwin" ? [join(homedir(), ".arcbox", "controller.toml"), DEFAULT_CONFIG_FILE] : [DEFAULT_CONFIG_FILE];
+}
+
+/** `run/daemon.lock` beside the machines directory: where arcbox's daemon keeps its lock. */
+export function defaultDaemonLock(machinesDir: string): string {
+  return join(dirname(resolve(machinesDir)), "run", "daemon.lock");
+}
+
+/**
+ * Defaults of DESIGN §6. `machinesDir` follows arcbox (`~/.arcbox/machines`). On macOS, where
+ * arcbox keeps everything per user, the hooks default to `~/.arcbox/hooks/network.d`.
+ */
+export function defaultConfig(platform: NodeJS.Platform = process.platform): ControllerConfig {
+  const machinesDir = join(homedir(), ".arcbox", "machines");
   return {
-    machinesDir: join(homedir(), ".arcbox", "machines"),
-    hooksDir: "/etc/arcbox/hooks/network.d",
-    liveness: "pidfile",
+    machinesDir,
+    hooksDir: platform === "darwin" ? join(homedir(), ".arcbox", "hooks", "network.d") : "/etc/arcbox/hooks/network.d",
+    liveness: "daemon",
+    daemonLock: defaultDaemonLock(machinesDir),
+    daemonPollIntervalMs: 1000,
     pidFile: "vm.pid",
     workers: 4,
     resyncIntervalMs: 5 * 60_000,
@@ -64,6 +97,7 @@ export function defaultConfig(): ControllerConfig {
     listen: "127.0.0.1:9464",
     perMachineMetrics: true,
     logLevel: "info",
+    logFormat: undefined,
     configFile: null,
   };
 }
@@ -88,6 +122,10 @@ const durationText = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === null) {
     ctx.addIssue({ code: "custom", message: `invalid duration ${JSON.stringify(text)} (use e.g. "250ms", "30s", "5m", "1h")` });
+    return z.NEVER;
+  }
+  if (ms > MAX_DURATION_MS) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(text)} is too long: at most "596h" (about 24.8 days, the longest a timer can wait)` });
     return z.NEVER;
   }
   return ms;
@@ -120,6 +158,8 @@ const fileSchema = z.strictObject({
   machines_dir: z.string().min(1).optional(),
   hooks_dir: z.string().min(1).optional(),
   liveness: z.enum(LIVENESS_MODES).optional(),
+  daemon_lock: z.string().min(1).optional(),
+  daemon_poll_interval: durationText.refine((ms) => ms >= 10, { message: "must be at least 10ms" }).optional(),
   pid_file: pidFileText.optional(),
   workers: z.bigint().min(1n).max(256n).transform(Number).optional(),
   resync_interval: durationText.optional(),
@@ -130,6 +170,7 @@ const fileSchema = z.strictObject({
   listen: listenText.optional(),
   per_machine_metrics: z.boolean().optional(),
   log_level: z.enum(LOG_LEVELS).optional(),
+  log_format: z.enum(LOG_FORMATS).optional(),
 });
 
 /** Options given on the command line; `undefined` means not given. */
@@ -141,29 +182,35 @@ export interface ConfigFlags {
   listen?: string;
   workers?: string;
   logLevel?: string;
+  logFormat?: string;
 }
 
 /**
- * Resolves the configuration from defaults, the config file (`flags.config`, else
- * `/etc/arcbox/controller.toml` when it exists), the environment and the flags.
- * Throws `ConfigError` for an unreadable or invalid file, or a bad value in any source.
+ * Resolves the configuration from defaults, the config file (`flags.config`, else the first of
+ * {@link defaultConfigFiles} that exists), the environment and the flags. `daemonLock` follows the
+ * final `machinesDir` unless set explicitly. Throws `ConfigError` for an unreadable or invalid file,
+ * or a bad value in any source.
  */
-export async function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env): Promise<ControllerConfig> {
-  const config = defaultConfig();
-  const explicitFile = flags.config !== undefined;
-  const file = flags.config ?? DEFAULT_CONFIG_FILE;
-  let text: string | null = null;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (explicitFile || code !== "ENOENT") {
+export async function loadConfig(
+  flags: ConfigFlags,
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+): Promise<ControllerConfig> {
+  const config = defaultConfig(platform);
+  let explicitDaemonLock: string | undefined;
+  const candidates = flags.config !== undefined ? [flags.config] : defaultConfigFiles(platform);
+  for (const file of candidates) {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (flags.config === undefined && code === "ENOENT") continue;
       throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`);
     }
-  }
-  if (text !== null) {
-    applyFile(config, file, text);
+    explicitDaemonLock = applyFile(config, file, text);
     config.configFile = resolve(file);
+    break;
   }
 
   const fromEnv: Array<[string, keyof ConfigFlags]> = [
@@ -183,6 +230,7 @@ export async function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = pr
     listen: "--listen",
     workers: "--workers",
     logLevel: "--log-level",
+    logFormat: "--log-format",
   };
   for (const key of Object.keys(flagNames) as Array<keyof ConfigFlags>) {
     const value = flags[key];
@@ -190,10 +238,12 @@ export async function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = pr
   }
   config.machinesDir = resolve(config.machinesDir);
   config.hooksDir = resolve(config.hooksDir);
+  config.daemonLock = explicitDaemonLock ?? defaultDaemonLock(config.machinesDir);
   return config;
 }
 
-function applyFile(config: ControllerConfig, file: string, text: string): void {
+/** Returns the file's `daemon_lock` (resolved) when it sets one. */
+function applyFile(config: ControllerConfig, file: string, text: string): string | undefined {
   let raw: unknown;
   try {
     raw = parseToml(text, { integersAsBigInt: true });
@@ -221,6 +271,7 @@ function applyFile(config: ControllerConfig, file: string, text: string): void {
   if (v.machines_dir !== undefined) config.machinesDir = path(v.machines_dir);
   if (v.hooks_dir !== undefined) config.hooksDir = path(v.hooks_dir);
   if (v.liveness !== undefined) config.liveness = v.liveness;
+  if (v.daemon_poll_interval !== undefined) config.daemonPollIntervalMs = v.daemon_poll_interval;
   if (v.pid_file !== undefined) config.pidFile = v.pid_file;
   if (v.workers !== undefined) config.workers = v.workers;
   if (v.resync_interval !== undefined) config.resyncIntervalMs = v.resync_interval;
@@ -231,7 +282,9 @@ function applyFile(config: ControllerConfig, file: string, text: string): void {
   if (v.listen !== undefined) config.listen = v.listen;
   if (v.per_machine_metrics !== undefined) config.perMachineMetrics = v.per_machine_metrics;
   if (v.log_level !== undefined) config.logLevel = v.log_level;
+  if (v.log_format !== undefined) config.logFormat = v.log_format;
   if (config.resyncIntervalMs < 1000) throw new ConfigError(`${file}${locateKey(text, "resync_interval")}: resync_interval: must be at least 1s`);
+  return v.daemon_lock === undefined ? undefined : path(v.daemon_lock);
 }
 
 function applyValue(config: ControllerConfig, key: keyof ConfigFlags, value: string, source: string): void {
@@ -243,7 +296,7 @@ function applyValue(config: ControllerConfig, key: keyof ConfigFlags, value: str
       return;
     case "liveness":
       if (!(LIVENESS_MODES as readonly string[]).includes(value)) {
-        throw new ConfigError(`${source}: invalid value "${value}" (expected pidfile or none)`);
+        throw new ConfigError(`${source}: invalid value "${value}" (expected ${LIVENESS_MODES.join(", ")})`);
       }
       config.liveness = value as Liveness;
       return;
@@ -267,6 +320,12 @@ function applyValue(config: ControllerConfig, key: keyof ConfigFlags, value: str
         throw new ConfigError(`${source}: invalid value "${value}" (expected one of ${LOG_LEVELS.join(", ")})`);
       }
       config.logLevel = value as LogLevel;
+      return;
+    case "logFormat":
+      if (!(LOG_FORMATS as readonly string[]).includes(value)) {
+        throw new ConfigError(`${source}: invalid value "${value}" (expected json or pretty)`);
+      }
+      config.logFormat = value as LogFormat;
       return;
     case "config":
       return;

@@ -11,10 +11,13 @@ import { MachineStore } from "../store/index.js";
 import type { ControllerMetrics } from "../metrics/controller-metrics.js";
 import type { HealthCheck } from "../metrics/http-server.js";
 import type { ControllerConfig } from "./config.js";
-import { discoverHooks, HookError, skipReasonForName, type NetworkHook } from "./hooks.js";
-import { acquireInstanceLock, type InstanceLock } from "./instance-lock.js";
+import { discoverHooks, HookError, skipReasonForName, type NetworkHook } from "../host/hooks.js";
+import { acquireInstanceLock, type InstanceLock } from "../host/instance-lock.js";
+import type { LivenessOptions } from "../host/liveness.js";
+import { defaultProcessTable } from "../host/process-table.js";
+import type { DaemonStatus } from "../host/daemon-probe.js";
 import { Reconciler, ReconcileError, type MachineView, type ReconcileObserver } from "./reconciler.js";
-import { listMachineNames, startResync, watchMachines } from "./sources.js";
+import { listMachineNames, startResync, watchDaemon, watchMachines, type DaemonWatch } from "./sources.js";
 import { WorkQueue } from "./workqueue.js";
 
 export interface ControllerOptions {
@@ -26,6 +29,11 @@ export interface ControllerOptions {
    * they run in this order.
    */
   hooks?: NetworkHook[];
+  /**
+   * The single-instance lock, already taken by the caller (who releases it). Without it, `start`
+   * takes the lock and `stop` releases it.
+   */
+  instanceLock?: InstanceLock;
 }
 
 /** Watch errors after which events are no longer delivered: the process should be restarted. */
@@ -37,7 +45,11 @@ export class Controller {
   private readonly queue: WorkQueue;
   private readonly abort = new AbortController();
   private lock: InstanceLock | null = null;
+  private ownsLock = false;
   private watcher: FSWatcher | null = null;
+  private daemon: DaemonWatch | null = null;
+  /** The last unexpected daemon-probe error logged, so a lasting one is logged once, not every poll. */
+  private daemonProbeError: string | null = null;
   private resync: { stop(): void } | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private lastHeartbeat = Date.now();
@@ -55,8 +67,7 @@ export class Controller {
     this.reconciler = new Reconciler({
       store: this.store,
       hooks: this.hooks,
-      liveness: config.liveness,
-      pidFile: config.pidFile,
+      liveness: livenessOptions(config),
       startupGraceMs: config.startupGraceMs,
       signal: this.abort.signal,
       observer: this.trackingObserver(metricsObserver(metrics)),
@@ -72,13 +83,19 @@ export class Controller {
 
   /**
    * Starts the controller: creates the machines directory if needed, takes the single-instance lock
-   * (throws `LockHeldError` if another controller holds it), removes the store's leftover temp
-   * files, starts watching, and queues every machine. Resolves when the controller is ready.
+   * unless given one (throws `LockHeldError` if another controller holds it), removes the store's
+   * leftover temp files, starts watching (and, with `liveness = "daemon"`, probing the daemon), and
+   * queues every machine. Resolves when the controller is ready.
    */
   async start(): Promise<void> {
     const { config, logger, metrics } = this.options;
-    await mkdir(config.machinesDir, { recursive: true, mode: 0o755 });
-    this.lock = await acquireInstanceLock(config.machinesDir);
+    if (this.options.instanceLock) {
+      this.lock = this.options.instanceLock;
+    } else {
+      await mkdir(config.machinesDir, { recursive: true, mode: 0o755 });
+      this.lock = await acquireInstanceLock(config.machinesDir);
+      this.ownsLock = true;
+    }
     const swept = await this.store.sweepTempFiles();
     for (const path of swept) logger.info({ path }, "removed leftover temp file");
 
@@ -108,6 +125,20 @@ export class Controller {
         logger.error({ err: error.message, code }, "file watch error");
       },
     });
+    if (config.liveness === "daemon") {
+      this.daemon = await watchDaemon({
+        lockPath: config.daemonLock,
+        pollIntervalMs: config.daemonPollIntervalMs,
+        onProbe: (status) => this.daemonProbed(status),
+        onChange: (status) => {
+          logger.info({ daemon_lock: config.daemonLock, reason: status.reason }, status.alive ? "arcbox daemon is up" : "arcbox daemon is down");
+          // Level-based: every machine is looked at again; the reconciler decides.
+          void this.enqueueAll(false).catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
+        },
+        onError: (error) => logger.error({ err: error.message, daemon_lock: config.daemonLock }, "daemon lock watch error"),
+      });
+      if (!this.daemon.status.alive) logger.info({ reason: this.daemon.status.reason }, "arcbox daemon is down");
+    }
     await this.enqueueAll();
     this.initialPassQueued = true;
     this.resync = startResync(config.resyncIntervalMs, async () => {
@@ -134,6 +165,7 @@ export class Controller {
     const { config, logger } = this.options;
     this.resync?.stop();
     if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.daemon?.close();
     await this.watcher?.close();
     const drained = await this.queue.shutDown({ timeoutMs: config.shutdownTimeoutMs });
     if (!drained) {
@@ -141,7 +173,7 @@ export class Controller {
       this.abort.abort();
       await this.queue.shutDown({ timeoutMs: 10_000 });
     }
-    await this.lock?.release();
+    if (this.ownsLock) this.lock?.release();
     return drained;
   }
 
@@ -168,12 +200,22 @@ export class Controller {
     return this.queue.onIdle();
   }
 
-  private async enqueueAll(): Promise<void> {
+  /** Queues every machine: those listed now and those seen before (a vanished one is then forgotten). */
+  private async enqueueAll(isResync = true): Promise<void> {
     const names = new Set(await listMachineNames(this.options.config.machinesDir));
-    // Machines seen before whose directory vanished without an event get reconciled (and forgotten) too.
     for (const name of this.known) names.add(name);
     for (const name of names) this.queue.add(name);
-    this.options.metrics.resyncCompleted(new Date());
+    if (isResync) this.options.metrics.resyncCompleted(new Date());
+  }
+
+  private daemonProbed(status: DaemonStatus): void {
+    const { metrics, logger, config } = this.options;
+    metrics.daemonUp(status.alive);
+    if (status.error) {
+      metrics.livenessProbeError();
+      if (this.daemonProbeError !== status.error.message) logger.warn({ daemon_lock: config.daemonLock, code: status.error.code }, status.error.message);
+    }
+    this.daemonProbeError = status.error?.message ?? null;
   }
 
   /** Keeps the set of machines seen, so a resync also reconciles those that vanished unnoticed. */
@@ -203,7 +245,8 @@ export class Controller {
       // A live VM can crash without touching any file: look again later (jittered, so thousands of
       // machines started together do not come back together).
       const { view } = outcome;
-      const recheck = this.options.config.recheckIntervalMs;
+      // With the daemon's liveness there is no per-VM crash to miss: the daemon source re-queues.
+      const recheck = this.options.config.liveness === "daemon" ? 0 : this.options.config.recheckIntervalMs;
       if (recheck > 0 && view.kind === "machine" && view.machine.state === "running" && view.alive) {
         metrics.reconcileFinished("requeue_after", seconds);
         return { requeueAfter: Math.round(recheck * (0.9 + Math.random() * 0.2)) };
@@ -241,6 +284,11 @@ export function hookSource({ config, logger, metrics, hooks }: ControllerOptions
   };
 }
 
+/** The liveness settings of a configuration, with the process table chosen for this host. */
+export function livenessOptions(config: ControllerConfig): LivenessOptions {
+  return { mode: config.liveness, daemonLock: config.daemonLock, pidFile: config.pidFile, processTable: defaultProcessTable() };
+}
+
 /** Log fields of a failed reconcile; a hook failure adds the hook, its exit and its stderr tail. */
 export function failureFields(error: unknown): Record<string, unknown> {
   const cause = error instanceof ReconcileError ? error.cause : error;
@@ -261,6 +309,7 @@ export function metricsObserver(metrics: ControllerMetrics): ReconcileObserver {
     },
     recoveryFinished: (result) => metrics.recoveryFinished(result),
     storeWrite: (result) => metrics.storeWrite(result),
+    livenessProbeError: () => metrics.livenessProbeError(),
     hookFinished: (hook, result, seconds) => metrics.hookFinished(hook, result, seconds),
   };
 }

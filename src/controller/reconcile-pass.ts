@@ -4,8 +4,8 @@
  */
 import PQueue from "p-queue";
 import { MachineStore } from "../store/index.js";
-import { failureFields, hookSource, metricsObserver, newReconcileId, type ControllerOptions } from "./controller.js";
-import { acquireInstanceLock } from "./instance-lock.js";
+import { failureFields, hookSource, livenessOptions, metricsObserver, newReconcileId, type ControllerOptions } from "./controller.js";
+import { acquireInstanceLock } from "../host/instance-lock.js";
 import { Reconciler, type ReconcileOutcome } from "./reconciler.js";
 import { listMachineNames } from "./sources.js";
 
@@ -43,8 +43,7 @@ export async function reconcileOnce(options: PassOptions): Promise<PassSummary> 
     const reconciler = new Reconciler({
       store,
       hooks: hookSource(options),
-      liveness: config.liveness,
-      pidFile: config.pidFile,
+      liveness: livenessOptions(config),
       startupGraceMs: config.startupGraceMs,
       signal: abort.signal,
       observer: metricsObserver(metrics),
@@ -77,6 +76,6 @@ export async function reconcileOnce(options: PassOptions): Promise<PassSummary> 
     return summary;
   } finally {
     process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
-    await lock.release();
+    lock.release();
   }
 }

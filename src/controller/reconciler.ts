@@ -12,8 +12,8 @@ import {
   type MachineStore,
 } from "../store/index.js";
 import type { Machine } from "../store/machine.js";
-import { runHooks, type HookObserver, type NetworkHook } from "./hooks.js";
-import { probeLiveness, type LivenessMode, type LivenessResult } from "./liveness.js";
+import { runHooks, type HookObserver, type NetworkHook } from "../host/hooks.js";
+import { LivenessProbeError, probeLiveness, type LivenessOptions, type LivenessResult } from "../host/liveness.js";
 
 /** What the controller observed about one machine; it feeds metrics and the landing page. */
 export type MachineView =
@@ -24,7 +24,9 @@ export type MachineView =
 /** The outcome of one successful reconcile. Failures are thrown. */
 export type ReconcileOutcome =
   | { kind: "healthy"; view: MachineView }
-  | { kind: "recovered"; hooks: string[]; view: MachineView }
+  | { kind: "recovered"; hooks: string[]; reason: string; durationMs: number; view: MachineView }
+  /** Only with `dryRun`: a real reconcile would recover the machine now, for `reason`. */
+  | { kind: "wouldRecover"; reason: string; view: MachineView }
   | { kind: "pending"; requeueAfterMs: number; view: MachineView }
   | { kind: "invalid"; view: MachineView }
   | { kind: "gone"; view: MachineView };
@@ -35,16 +37,23 @@ export interface ReconcileObserver extends Partial<HookObserver> {
   observed?(view: MachineView): void;
   recoveryFinished?(result: "success" | "error"): void;
   storeWrite?(result: "success" | "conflict" | "error"): void;
+  /** A liveness probe failed unexpectedly (`code` is the errno name): `arcbox_liveness_probe_errors_total`. */
+  livenessProbeError?(code: string): void;
 }
 
 export interface ReconcilerOptions {
   store: MachineStore;
   /** Returns the hooks to run for a recovery, in order; called for every recovery so edits to the hooks directory apply at once. */
   hooks: () => Promise<NetworkHook[]>;
-  liveness: LivenessMode;
-  pidFile: string;
-  /** A `running` machine whose config is younger than this and has no live VM is left to boot. */
+  /** How a VM is judged alive (mode, daemon lock, pid file, process table). */
+  liveness: LivenessOptions;
+  /** `pidfile` only: a `running` machine whose config is younger than this and has no live VM is left to boot. */
   startupGraceMs: number;
+  /**
+   * Decide, but do not act: where a recovery would start, the reconcile ends with `wouldRecover`
+   * instead. No hook runs and nothing is written.
+   */
+  dryRun?: boolean;
   /** Aborted at shutdown: running hooks are stopped and the file stays `running`. */
   signal?: AbortSignal;
   observer?: ReconcileObserver;
@@ -120,6 +129,7 @@ export class Reconciler {
 
     const { machine } = loaded;
     const machineDir = store.machineDir(name);
+    const { liveness } = this.options;
 
     // 2. Not running: nothing to do.
     if (machine.state !== "running") {
@@ -127,11 +137,12 @@ export class Reconciler {
     }
 
     // 3. Running and alive: nothing to do.
-    const liveness = await this.probe(machineDir, log);
-    if (liveness.alive) return this.settled(machine, true);
+    const verdict = await this.probe(machineDir, log);
+    if (verdict.alive) return this.settled(machine, true);
 
     // 4. Maybe still booting: wait out the grace period, measured from the config's last write.
-    if (this.options.liveness === "pidfile" && this.options.startupGraceMs > 0) {
+    // Only pid files need it: with the daemon no VM boots without it, and `none` means none.
+    if (liveness.mode === "pidfile" && this.options.startupGraceMs > 0) {
       const age = Date.now() - loaded.mtimeMs;
       if (age < this.options.startupGraceMs) {
         const view = this.observe(machine, false, true);
@@ -143,9 +154,10 @@ export class Reconciler {
     }
 
     // 5. Recover: networking hooks first, then persist `stopped`.
-    this.observe(machine, false, true);
+    const needing = this.observe(machine, false, true);
+    if (this.options.dryRun) return { kind: "wouldRecover", reason: verdict.reason, view: needing };
     const started = performance.now();
-    log.debug({ reason: liveness.reason }, "machine is running without a live VM; recovering");
+    log.debug({ reason: verdict.reason }, "machine is running without a live VM; recovering");
     let ran: string[];
     try {
       const hooks = await this.options.hooks();
@@ -176,13 +188,21 @@ export class Reconciler {
     observer?.storeWrite?.("success");
     observer?.recoveryFinished?.("success");
     const durationMs = Math.round(performance.now() - started);
-    log.info({ hooks: ran, duration_ms: durationMs, reason: liveness.reason }, "machine recovered");
+    log.info({ hooks: ran, duration_ms: durationMs, reason: verdict.reason }, "machine recovered");
     const view = this.observe(saved.machine, false, false);
-    return { kind: "recovered", hooks: ran, view };
+    return { kind: "recovered", hooks: ran, reason: verdict.reason, durationMs, view };
   }
 
+  /** Probes liveness; a probe that cannot tell is counted, and fails the reconcile (pidfile) or counts as alive (daemon). */
   private async probe(machineDir: string, log: Logger): Promise<LivenessResult> {
-    const result = await probeLiveness(machineDir, { mode: this.options.liveness, pidFile: this.options.pidFile });
+    let result: LivenessResult;
+    try {
+      result = await probeLiveness(machineDir, this.options.liveness);
+    } catch (error) {
+      if (error instanceof LivenessProbeError) this.options.observer?.livenessProbeError?.(error.code ?? "UNKNOWN");
+      throw error;
+    }
+    if (result.probeError !== undefined) this.options.observer?.livenessProbeError?.(result.probeError);
     if (result.warning) log.warn({ reason: result.reason }, result.warning);
     return result;
   }

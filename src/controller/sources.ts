@@ -2,9 +2,10 @@
  * Event sources (DESIGN §2): the start-up listing, filesystem watch events and the periodic resync.
  * Each source only names machines; what to do is the reconciler's decision.
  */
-import { readdir } from "node:fs/promises";
-import { basename, join, relative, sep } from "node:path";
+import { readdir, stat } from "node:fs/promises";
+import { basename, dirname, join, relative, sep } from "node:path";
 import { watch, type FSWatcher } from "chokidar";
+import { probeDaemon, type DaemonStatus } from "../host/daemon-probe.js";
 
 /**
  * Names of the entries of `machinesDir` that can be machines (hidden entries, such as the lock
@@ -117,3 +118,75 @@ export function startResync(intervalMs: number, run: () => Promise<void>): { sto
   };
 }
 
+
+export interface DaemonWatchOptions {
+  /** The daemon's lock file (`<arcbox-dir>/run/daemon.lock`). */
+  lockPath: string;
+  /** How often the lock is probed. */
+  pollIntervalMs: number;
+  /** Every probe's result, in order (for the `arcbox_daemon_up` gauge and probe-error counting). */
+  onProbe: (status: DaemonStatus) => void;
+  /** The daemon went from alive to dead or back (not called for the first probe). */
+  onChange: (status: DaemonStatus) => void;
+  onError: (error: Error) => void;
+}
+
+/** A running daemon source. */
+export interface DaemonWatch {
+  /** The result of the latest probe. */
+  readonly status: DaemonStatus;
+  close(): Promise<void>;
+}
+
+/**
+ * The arcbox daemon's liveness as a source (DESIGN §2): the lock is probed at start, every
+ * `pollIntervalMs`, and whenever the lock file or its directory changes (a starting daemon writes
+ * its pid there). A dying daemon changes no file (the kernel just drops its flock), so the poll is
+ * what notices a death, within one interval. The first probe runs before this resolves.
+ */
+export async function watchDaemon(options: DaemonWatchOptions): Promise<DaemonWatch> {
+  const { lockPath, pollIntervalMs, onProbe, onChange, onError } = options;
+  let status = probeDaemon(lockPath);
+  onProbe(status);
+  const probe = () => {
+    const next = probeDaemon(lockPath);
+    onProbe(next);
+    const changed = next.alive !== status.alive;
+    status = next;
+    if (changed) onChange(next);
+  };
+  const timer = setInterval(probe, pollIntervalMs);
+
+  // Watch from the lock directory's parent, so that a `run/` directory created later is seen too.
+  const runDir = dirname(lockPath);
+  const base = dirname(runDir);
+  let watcher: FSWatcher | null = null;
+  if (await isDirectory(base)) {
+    watcher = watch(base, {
+      ignoreInitial: true,
+      depth: 1,
+      followSymlinks: false,
+      ignored: (path: string) => path !== base && path !== runDir && path !== lockPath,
+    });
+    watcher.on("all", () => probe());
+    watcher.on("error", (error) => onError(error instanceof Error ? error : new Error(String(error))));
+    await new Promise<void>((resolve) => watcher!.once("ready", () => resolve()));
+  }
+  return {
+    get status() {
+      return status;
+    },
+    async close() {
+      clearInterval(timer);
+      await watcher?.close();
+    },
+  };
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}

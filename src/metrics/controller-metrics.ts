@@ -37,6 +37,8 @@ export interface ControllerMetricsOptions {
   perMachineMetrics?: boolean;
   /** Reported as `arcbox_controller_build_info{version}`. */
   version: string;
+  /** Export `arcbox_daemon_up` (only meaningful with `liveness = "daemon"`). Default false. */
+  daemonLiveness?: boolean;
 }
 
 /** The work queue's instrumentation points, with client-go's workqueue metric meanings. */
@@ -80,6 +82,8 @@ export class ControllerMetrics {
   readonly #storeWrites: Counter<"result">;
   readonly #watchEvents: Counter<"event">;
   readonly #lastResync: Gauge;
+  readonly #daemonUp: Gauge | undefined;
+  readonly #livenessProbeErrors: Counter;
 
   /** Registers every metric; throws only if prom-client rejects a definition (a programming error). */
   constructor(options: ControllerMetricsOptions) {
@@ -166,6 +170,19 @@ export class ControllerMetrics {
       registers,
     }).set({ version: this.version }, 1);
 
+    this.#daemonUp = options.daemonLiveness
+      ? new Gauge({
+          name: "arcbox_daemon_up",
+          help: "1 while the arcbox daemon holds its lock (its machines' VMs can run), else 0.",
+          registers,
+        })
+      : undefined;
+    this.#livenessProbeErrors = new Counter({
+      name: "arcbox_liveness_probe_errors_total",
+      help: "Liveness probes that failed unexpectedly (EACCES, EIO …); the VM was then assumed alive or the reconcile retried.",
+      registers,
+    });
+
     this.workqueue = this.#createWorkQueueMetrics();
 
     for (const result of RECOVERY_RESULTS) this.#recoveries.inc({ result }, 0);
@@ -233,6 +250,16 @@ export class ControllerMetrics {
   /** Counts one watch event (any name; the usual ones exist from start-up). */
   watchEvent(event: string): void {
     this.#watchEvents.inc({ event });
+  }
+
+  /** Records whether the arcbox daemon holds its lock (no-op unless `daemonLiveness`). */
+  daemonUp(up: boolean): void {
+    this.#daemonUp?.set(up ? 1 : 0);
+  }
+
+  /** Counts one unexpected liveness-probe failure. */
+  livenessProbeError(): void {
+    this.#livenessProbeErrors.inc();
   }
 
   /** Records when a full resync completed. */

@@ -66,7 +66,7 @@ export function fromPersistedState(state: PersistedState): MachineState {
 
 /**
  * arcbox-core's `PersistedState::needs_recovery`: the file says `running`, so if no live VM
- * backs it the controller must repair it. Liveness is checked separately (controller/liveness).
+ * backs it the controller must repair it. Liveness is checked separately (host/liveness).
  */
 export function persistedStateNeedsRecovery(state: PersistedState): boolean {
   return state === "running";

@@ -34,7 +34,9 @@ describe("loadConfig", () => {
     expect(config).toMatchObject({
       machinesDir: defaults.machinesDir,
       hooksDir: "/etc/arcbox/hooks/network.d",
-      liveness: "pidfile",
+      liveness: "daemon",
+      daemonLock: path.join(path.dirname(defaults.machinesDir), "run", "daemon.lock"),
+      daemonPollIntervalMs: 1000,
       pidFile: "vm.pid",
       workers: 4,
       resyncIntervalMs: 300_000,

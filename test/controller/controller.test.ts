@@ -6,7 +6,7 @@ import { readFile, writeFile, rm, stat, readdir, utimes } from "node:fs/promises
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Controller } from "../../src/controller/controller.js";
-import { LockHeldError } from "../../src/controller/instance-lock.js";
+import { LockHeldError } from "../../src/host/instance-lock.js";
 import type { ControllerConfig } from "../../src/controller/config.js";
 import { ControllerMetrics } from "../../src/metrics/controller-metrics.js";
 import { isProcessGone, makeTempDir, removeTempDir, startProcess, stopProcess, waitFor, readPidFileIfPresent } from "../helpers/processes.js";
@@ -95,7 +95,7 @@ describe("recovery", () => {
     await writeFile(path.join(machines, "live", "vm.pid"), `${vm.pid}\n`);
     const marker = path.join(root, "hook-ran");
     await writeHook(hooks, "10-mark", `touch ${marker}`);
-    const { controller, metrics } = await startController();
+    const { controller, metrics } = await startController({ liveness: "pidfile" });
     await controller.idle();
     await waitFor(() => metrics.machines().find((m) => m.name === "live"), "live to be observed");
     expect(await stateOf("live")).toBe("running");
@@ -108,7 +108,7 @@ describe("recovery", () => {
     const vm = await startProcess("sleep", ["300"]);
     children.push(vm);
     await writeFile(path.join(machines, "crash", "vm.pid"), `${vm.pid}\n`);
-    const { controller, metrics } = await startController({ recheckIntervalMs: 300 });
+    const { controller, metrics } = await startController({ liveness: "pidfile", recheckIntervalMs: 300 });
     await controller.idle();
     expect(metrics.machines().find((m) => m.name === "crash")).toMatchObject({ state: "running", needsRecovery: false });
     await stopProcess(vm); // no file changes: only the re-check can tell
@@ -123,7 +123,7 @@ describe("recovery", () => {
     await writeFile(pidFile, `${other.pid}\n`);
     const past = new Date(Date.now() - 60_000);
     await utimes(pidFile, past, past);
-    await startController();
+    await startController({ liveness: "pidfile" });
     await waitFor(async () => (await stateOf("reused")) === "stopped", "reused to be recovered");
   });
 
@@ -138,12 +138,19 @@ describe("recovery", () => {
 
   it("waits out the startup grace for a freshly written running config", async () => {
     await writeMachine(machines, "booting", machineToml("booting"), { fresh: true });
-    const { controller, metrics } = await startController({ startupGraceMs: 3000 });
+    const { controller, metrics } = await startController({ liveness: "pidfile", startupGraceMs: 3000 });
     await controller.idle();
     // Still inside the grace period right after the first pass: not touched, but flagged.
     expect(await stateOf("booting")).toBe("running");
     await waitFor(() => metrics.machines().find((m) => m.name === "booting")?.needsRecovery, "booting to be flagged");
     await waitFor(async () => (await stateOf("booting")) === "stopped", "booting to be recovered after the grace");
+  });
+
+  it("has no startup grace with the daemon's liveness: no VM boots without the daemon", async () => {
+    await writeMachine(machines, "fresh", machineToml("fresh"), { fresh: true });
+    const { controller } = await startController({ liveness: "daemon", startupGraceMs: 3_600_000 });
+    await controller.idle();
+    expect(await stateOf("fresh")).toBe("stopped");
   });
 });
 
@@ -281,11 +288,11 @@ describe("lifecycle", () => {
     expect((error as LockHeldError).message).toContain(`pid ${process.pid}`);
   });
 
-  it("takes over a stale lock and removes its own leftover temp files at start-up", async () => {
+  it("starts over a lock file left by a killed controller, and removes its own leftover temp files", async () => {
     await writeMachine(machines, "m", machineToml("m", { state: "stopped" }));
-    const dead = await startProcess("true", []);
-    await stopProcess(dead);
-    await writeFile(path.join(machines, ".arcbox-controller.lock"), JSON.stringify({ pid: dead.pid, started: 1, host: "" }));
+    // A controller killed with SIGKILL leaves its lock file (the kernel dropped its flock).
+    const lockFile = path.join(machines, ".arcbox-controller.lock");
+    await writeFile(lockFile, "4242\n");
     // A crash mid-write leaves a temp file of ours; a person's editor leaves one that is not ours.
     const leftover = path.join(machines, "m", ".config.toml.arcbox-tmp-4242-0123456789ab");
     const editorSwap = path.join(machines, "m", ".config.toml.swp");
@@ -296,10 +303,11 @@ describe("lifecycle", () => {
     await expect(stat(leftover)).rejects.toThrow(/ENOENT/);
     expect(await readFile(editorSwap, "utf8")).toBe("not ours");
     expect(lines().find((line) => line.msg === "removed leftover temp file")).toMatchObject({ path: leftover });
-    const lock = JSON.parse(await readFile(path.join(machines, ".arcbox-controller.lock"), "utf8")) as { pid: number };
-    expect(lock.pid).toBe(process.pid);
+    expect(await readFile(lockFile, "utf8")).toBe(`${process.pid}\n`);
     await controller.stop();
-    expect((await readdir(machines)).filter((e) => e.startsWith(".arcbox-controller"))).toEqual([]);
+    // Released: emptied, and nothing else of the lock's is left in the directory.
+    expect(await readFile(lockFile, "utf8")).toBe("");
+    expect((await readdir(machines)).filter((e) => e.startsWith(".arcbox-controller"))).toEqual([".arcbox-controller.lock"]);
   });
 
   it("is ready only after the first listing and not while shutting down", async () => {

@@ -4,7 +4,7 @@
 import { readFile, writeFile, rm, utimes } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { NetworkHook } from "../../src/controller/hooks.js";
+import type { NetworkHook } from "../../src/host/hooks.js";
 import { Reconciler, ReconcileError, type MachineView } from "../../src/controller/reconciler.js";
 import { MachineStore } from "../../src/store/index.js";
 import type { Machine } from "../../src/store/machine.js";
@@ -27,8 +27,7 @@ function reconciler(hooks: NetworkHook[], views: MachineView[] = [], signal?: Ab
   return new Reconciler({
     store: new MachineStore({ dir }),
     hooks: async () => hooks,
-    liveness: "pidfile",
-    pidFile: "vm.pid",
+    liveness: { mode: "pidfile", pidFile: "vm.pid" },
     startupGraceMs: 0,
     signal,
     observer: { observed: (view) => views.push(view) },
@@ -136,7 +135,7 @@ describe("Reconciler", () => {
     const file = await writeMachine(dir, "skewed", machineToml("skewed"));
     const future = new Date(Date.now() + 3_600_000);
     await utimes(file, future, future);
-    const r = new Reconciler({ store: new MachineStore({ dir }), hooks: async () => [], liveness: "pidfile", pidFile: "vm.pid", startupGraceMs: 5000 });
+    const r = new Reconciler({ store: new MachineStore({ dir }), hooks: async () => [], liveness: { mode: "pidfile", pidFile: "vm.pid" }, startupGraceMs: 5000 });
     const outcome = await r.reconcile("skewed", memoryLogger().logger);
     expect(outcome.kind).toBe("pending");
     expect(outcome.kind === "pending" && outcome.requeueAfterMs).toBe(5000);

@@ -73,11 +73,11 @@ describe("reconcile", () => {
     expect(logs.filter((line) => line.msg === "machine recovered").map((line) => line.machine).sort()).toEqual([...runningNames]);
     expect(logs.filter((line) => line.level !== "info")).toEqual([]);
     const summary = JSON.parse(result.stdout) as Record<string, number>;
-    const total = (await readdir(dir)).length;
-    expect(summary).toMatchObject({ machines: total, recovered: runningNames.length, errors: 0, invalid: 0, pending: 0 });
+    const names = (await readdir(dir)).filter((entry) => entry !== ".arcbox-controller.lock");
+    expect(summary).toMatchObject({ machines: names.length, recovered: runningNames.length, errors: 0, invalid: 0, pending: 0 });
     expect(typeof summary.duration_ms).toBe("number");
 
-    for (const name of await readdir(dir)) {
+    for (const name of names) {
       const file = path.join(dir, name, "config.toml");
       const original = await readFile(path.join(fixturesDir, layout, name, "config.toml"), "utf8");
       const now = await readFile(file, "utf8");
@@ -102,7 +102,7 @@ describe("reconcile", () => {
     const hooks = path.join(root, "hooks");
     await mkdir(hooks);
     await writeFile(path.join(hooks, "10-fail"), '#!/bin/sh\n[ "$ARCBOX_MACHINE" = fails ] && { echo no route >&2; exit 4; }\nexit 0\n', { mode: 0o755 });
-    const result = await arcbox(["reconcile", "-d", dir, "--hooks-dir", hooks, "-o", "json"]);
+    const result = await arcbox(["reconcile", "-d", dir, "--hooks-dir", hooks, "--liveness", "pidfile", "-o", "json"]);
     expect(result.code).toBe(1);
     expect(JSON.parse(result.stdout)).toMatchObject({ machines: 3, recovered: 0, errors: 1, invalid: 1, pending: 1 });
   });
@@ -134,8 +134,10 @@ describe("run", () => {
     }
     expect(controller.stderr()).toBe("");
     expect(controller.logs.at(-1)).toMatchObject({ msg: "stopped" });
+    // Nothing is left behind but the (released, emptied) lock file.
     const leftovers = (await readdir(dir, { recursive: true })).filter((entry) => path.basename(entry).startsWith("."));
-    expect(leftovers).toEqual([]);
+    expect(leftovers).toEqual([".arcbox-controller.lock"]);
+    expect(await readFile(path.join(dir, ".arcbox-controller.lock"), "utf8")).toBe("");
   });
 
   it("refuses to start while another controller runs on the same directory", async () => {

@@ -6,7 +6,7 @@ import { chmod, mkdir, writeFile, utimes } from "node:fs/promises";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { pino, type Logger } from "pino";
-import { defaultConfig, type ControllerConfig } from "../../src/controller/config.js";
+import { defaultConfig, defaultDaemonLock, type ControllerConfig } from "../../src/controller/config.js";
 
 export interface MachineFields {
   state?: string;
@@ -79,12 +79,18 @@ export function memoryLogger(level: "trace" | "debug" | "info" = "debug"): { log
   };
 }
 
-/** A controller configuration for temp directories: fast, loopback, no grace unless asked. */
+/**
+ * A controller configuration for temp directories: fast, loopback, no grace unless asked. The
+ * liveness is the product's default (`daemon`), with the daemon's lock beside the machines directory
+ * as on a real host (`<root>/run/daemon.lock`, absent unless a test starts a stand-in daemon).
+ */
 export function testConfig(machinesDir: string, hooksDir: string, overrides: Partial<ControllerConfig> = {}): ControllerConfig {
   return {
     ...defaultConfig(),
     machinesDir,
     hooksDir,
+    daemonLock: defaultDaemonLock(machinesDir),
+    daemonPollIntervalMs: 50,
     listen: "127.0.0.1:0",
     startupGraceMs: 0,
     hookTimeoutMs: 10_000,

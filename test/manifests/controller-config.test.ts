@@ -8,11 +8,13 @@ import { defaultConfig, loadConfig } from "../../src/controller/config.js";
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const examplePath = path.join(repoRoot, "manifests/examples/controller.toml");
 
-/** DESIGN §6, key by key, in its order (plus recheck_interval, an extension, after resync_interval). */
+/** DESIGN §6, key by key, in its order. */
 const DESIGN_DEFAULTS: Array<[string, string | number | boolean]> = [
   ["machines_dir", "/var/lib/arcbox/machines"],
   ["hooks_dir", "/etc/arcbox/hooks/network.d"],
-  ["liveness", "pidfile"],
+  ["liveness", "daemon"],
+  ["daemon_lock", "/var/lib/arcbox/run/daemon.lock"],
+  ["daemon_poll_interval", "1s"],
   ["pid_file", "vm.pid"],
   ["workers", 4],
   ["resync_interval", "5m"],
@@ -23,6 +25,7 @@ const DESIGN_DEFAULTS: Array<[string, string | number | boolean]> = [
   ["listen", "127.0.0.1:9464"],
   ["per_machine_metrics", true],
   ["log_level", "info"],
+  ["log_format", "json"],
 ];
 
 describe("manifests/examples/controller.toml", () => {
@@ -40,11 +43,13 @@ describe("manifests/examples/controller.toml", () => {
     }
   });
 
-  it("loads in the controller's own config loader and changes nothing but machines_dir", async () => {
-    const loaded = await loadConfig({ config: examplePath }, {});
+  it("loads in the controller's own config loader and changes nothing but the paths and the log format", async () => {
+    const loaded = await loadConfig({ config: examplePath }, {}, "linux");
     expect(loaded).toEqual({
-      ...defaultConfig(),
+      ...defaultConfig("linux"),
       machinesDir: "/var/lib/arcbox/machines",
+      daemonLock: "/var/lib/arcbox/run/daemon.lock",
+      logFormat: "json",
       configFile: examplePath,
     });
   });

@@ -3,6 +3,7 @@ import { constants as fsConstants } from "node:fs";
 import { access, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { ExecutableHook, formatMode, type ExecutableHookOptions } from "./executable-hook.js";
+import { HostFileError } from "../host-file-error.js";
 
 export interface SkippedHookFile {
   /** Path of the skipped entry. */
@@ -17,14 +18,9 @@ export interface DiscoveredHooks {
 }
 
 /** The hooks directory exists but cannot be listed (not a directory, permissions). */
-export class HooksDirectoryError extends Error {
-  override readonly name = "HooksDirectoryError";
-  constructor(
-    readonly path: string,
-    readonly code: string | undefined,
-    options?: { cause?: unknown },
-  ) {
-    super(`cannot read hooks directory ${path}: ${code ?? "unknown error"}`, options);
+export class HooksDirectoryError extends HostFileError {
+  constructor(path: string, code: string | undefined, options?: { cause?: unknown }) {
+    super(path, code, `cannot read hooks directory ${path}: ${code ?? "unknown error"}`, options);
   }
 }
 

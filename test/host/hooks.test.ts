@@ -13,7 +13,7 @@ import {
   type HookContext,
   type HookResult,
   type NetworkHook,
-} from "../../src/controller/hooks.js";
+} from "../../src/host/hooks.js";
 import { toJsonWithBigInts, type Machine } from "../../src/store/machine.js";
 import {
   isProcessGone,

@@ -1,20 +1,19 @@
 import { execFile, type ChildProcess } from "node:child_process";
-import { chmod, mkdir, readFile, symlink, truncate, utimes, writeFile } from "node:fs/promises";
+import { cp, mkdir, symlink, truncate, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import ts from "typescript";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   LivenessProbeError,
   MAX_PID,
   PID_REUSE_TOLERANCE_MS,
   parsePid,
-  parseProcStat,
   probeLiveness,
   processExists,
-  processStartTime,
-} from "../../src/controller/liveness.js";
+  type LivenessOptions,
+} from "../../src/host/liveness.js";
+import { PROCESS_TABLE_NAMES, processTable } from "../../src/host/process-table.js";
 import {
   makeTempDir,
   processState,
@@ -56,26 +55,29 @@ async function writePidFile(content: string, mtimeAgoMs?: number): Promise<strin
   return file;
 }
 
-describe("probeLiveness", () => {
+// Every pidfile case runs against both process tables: /proc (Linux) and ps (macOS, and Linux too).
+describe.each(PROCESS_TABLE_NAMES)("probeLiveness with the %s process table", (table) => {
+  const pidfile: LivenessOptions = { mode: "pidfile", processTable: processTable(table) };
+
   it("is not alive without a pid file", async () => {
-    expect(await probeLiveness(dir, { mode: "pidfile" })).toEqual({ alive: false, reason: "no pid file" });
+    expect(await probeLiveness(dir, pidfile)).toEqual({ alive: false, reason: "no pid file" });
   });
 
   it("is not alive when the machine directory itself is gone", async () => {
-    const result = await probeLiveness(path.join(dir, "absent"), { mode: "pidfile" });
+    const result = await probeLiveness(path.join(dir, "absent"), pidfile);
     expect(result).toEqual({ alive: false, reason: "no pid file" });
   });
 
   it("is not alive with an empty or whitespace-only pid file, without a warning", async () => {
     await writePidFile("");
-    expect(await probeLiveness(dir, { mode: "pidfile" })).toEqual({ alive: false, reason: "pid file is empty" });
+    expect(await probeLiveness(dir, pidfile)).toEqual({ alive: false, reason: "pid file is empty" });
     await writePidFile(" \n");
-    expect(await probeLiveness(dir, { mode: "pidfile" })).toEqual({ alive: false, reason: "pid file is empty" });
+    expect(await probeLiveness(dir, pidfile)).toEqual({ alive: false, reason: "pid file is empty" });
   });
 
   it("is not alive with a garbage pid file and warns naming the file and content", async () => {
     const file = await writePidFile("hello world\n");
-    const result = await probeLiveness(dir, { mode: "pidfile" });
+    const result = await probeLiveness(dir, pidfile);
     expect(result.alive).toBe(false);
     expect(result.pid).toBeUndefined();
     expect(result.warning).toContain(file);
@@ -84,7 +86,7 @@ describe("probeLiveness", () => {
 
   it("truncates long bad content in the warning", async () => {
     await writePidFile("x".repeat(60));
-    const result = await probeLiveness(dir, { mode: "pidfile" });
+    const result = await probeLiveness(dir, pidfile);
     expect(result.alive).toBe(false);
     expect(result.warning).toContain(`"${"x".repeat(32)}"…`);
     expect(result.warning).not.toContain("x".repeat(33));
@@ -95,7 +97,7 @@ describe("probeLiveness", () => {
     await writeFile(file, "");
     // Sparse: 1 GiB in size, no data blocks.
     await truncate(file, 2 ** 30);
-    const result = await probeLiveness(dir, { mode: "pidfile" });
+    const result = await probeLiveness(dir, pidfile);
     expect(result.alive).toBe(false);
     expect(result.warning).toContain(file);
     expect(result.warning).toContain("1073741824 bytes");
@@ -103,14 +105,14 @@ describe("probeLiveness", () => {
 
   it("warns about a pid file that is a directory or a FIFO, without blocking on the FIFO", async () => {
     await mkdir(path.join(dir, "vm.pid"));
-    const asDirectory = await probeLiveness(dir, { mode: "pidfile" });
+    const asDirectory = await probeLiveness(dir, pidfile);
     expect(asDirectory.alive).toBe(false);
     expect(asDirectory.warning).toContain("not a regular file");
 
     const fifoDir = path.join(dir, "fifo");
     await mkdir(fifoDir);
     await execFileAsync("mkfifo", [path.join(fifoDir, "vm.pid")]);
-    const asFifo = await probeLiveness(fifoDir, { mode: "pidfile" });
+    const asFifo = await probeLiveness(fifoDir, pidfile);
     expect(asFifo.alive).toBe(false);
     expect(asFifo.warning).toContain("not a regular file");
   });
@@ -118,7 +120,7 @@ describe("probeLiveness", () => {
   it("is alive for the pid of a running process, with surrounding whitespace", async () => {
     const pid = await sleeper();
     await writePidFile(` ${pid}\n`);
-    expect(await probeLiveness(dir, { mode: "pidfile" })).toEqual({
+    expect(await probeLiveness(dir, pidfile)).toEqual({
       alive: true,
       pid,
       reason: `pid ${pid} is running`,
@@ -130,25 +132,25 @@ describe("probeLiveness", () => {
     const target = path.join(dir, "run-vm.pid");
     await writeFile(target, `${pid}\n`);
     await symlink(target, path.join(dir, "vm.pid"));
-    expect((await probeLiveness(dir, { mode: "pidfile" })).alive).toBe(true);
+    expect((await probeLiveness(dir, pidfile)).alive).toBe(true);
   });
 
   it("uses the configured pid file name", async () => {
     const pid = await sleeper();
     await writeFile(path.join(dir, "other.pid"), `${pid}`);
-    expect((await probeLiveness(dir, { mode: "pidfile", pidFile: "other.pid" })).alive).toBe(true);
-    expect((await probeLiveness(dir, { mode: "pidfile" })).alive).toBe(false);
+    expect((await probeLiveness(dir, { ...pidfile, pidFile: "other.pid" })).alive).toBe(true);
+    expect((await probeLiveness(dir, pidfile)).alive).toBe(false);
   });
 
   it("rejects a pid file name that leaves the machine directory", async () => {
-    await expect(probeLiveness(dir, { mode: "pidfile", pidFile: "../vm.pid" })).rejects.toThrow(TypeError);
-    await expect(probeLiveness(dir, { mode: "pidfile", pidFile: ".." })).rejects.toThrow(/file name/);
+    await expect(probeLiveness(dir, { ...pidfile, pidFile: "../vm.pid" })).rejects.toThrow(TypeError);
+    await expect(probeLiveness(dir, { ...pidfile, pidFile: ".." })).rejects.toThrow(/file name/);
   });
 
   it("is not alive for the pid of an exited process", async () => {
     const pid = await runToCompletion("true", []);
     await writePidFile(`${pid}\n`);
-    expect(await probeLiveness(dir, { mode: "pidfile" })).toEqual({
+    expect(await probeLiveness(dir, pidfile)).toEqual({
       alive: false,
       pid,
       reason: `pid ${pid} is not running`,
@@ -158,7 +160,7 @@ describe("probeLiveness", () => {
   it("is not alive when the pid was reused by a process started well after the pid file was written", async () => {
     const pid = await sleeper();
     await writePidFile(`${pid}\n`, 60_000);
-    const result = await probeLiveness(dir, { mode: "pidfile" });
+    const result = await probeLiveness(dir, pidfile);
     expect(result.alive).toBe(false);
     expect(result.pid).toBe(pid);
     expect(result.reason).toMatch(new RegExp(`^pid ${pid} was reused \\(process started \\d+\\.\\ds after vm.pid was written\\)$`));
@@ -169,12 +171,12 @@ describe("probeLiveness", () => {
     const pid = await sleeper();
     // The mtime is taken after the spawn, so the process started at most ~1 s after it.
     await writePidFile(`${pid}\n`, 1_000);
-    expect((await probeLiveness(dir, { mode: "pidfile" })).alive).toBe(true);
+    expect((await probeLiveness(dir, pidfile)).alive).toBe(true);
   });
 
   it("is alive for a process that started long before the pid file was written", async () => {
     await writePidFile(`${process.pid}\n`);
-    expect((await probeLiveness(dir, { mode: "pidfile" })).alive).toBe(true);
+    expect((await probeLiveness(dir, pidfile)).alive).toBe(true);
   });
 
   it("is not alive for a zombie", async () => {
@@ -187,8 +189,9 @@ describe("probeLiveness", () => {
     children.push(parent);
     const zombie = await waitFor(() => readPidFileIfPresent(zombieFile), "the zombie's pid");
     await waitFor(async () => (await processState(zombie)) === "Z", `pid ${zombie} to become a zombie`);
-    await writePidFile(`${zombie}\n`, 10_000);
-    expect(await probeLiveness(dir, { mode: "pidfile" })).toEqual({
+    // Written now, after the process started: only its zombie state can make it "not alive".
+    await writePidFile(`${zombie}\n`);
+    expect(await probeLiveness(dir, pidfile)).toEqual({
       alive: false,
       pid: zombie,
       reason: `pid ${zombie} is a zombie (exited, not yet reaped)`,
@@ -200,27 +203,24 @@ describe("probeLiveness", () => {
     if (process.getuid?.() !== 0) {
       // Not root: pid 1 already belongs to another user.
       await writePidFile("1\n");
-      expect((await probeLiveness(dir, { mode: "pidfile" })).alive).toBe(true);
+      expect((await probeLiveness(dir, pidfile)).alive).toBe(true);
       return;
     }
-    const source = await readFile(fileURLToPath(new URL("../../src/controller/liveness.ts", import.meta.url)), "utf8");
-    const compiled = ts.transpileModule(source, {
-      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-    }).outputText;
+    // The built modules, copied where user nobody can read them.
     const probeDir = path.join(dir, "probe");
-    await mkdir(probeDir);
-    await writeFile(path.join(probeDir, "liveness.mjs"), compiled);
+    await cp(fileURLToPath(new URL("../../dist/host/", import.meta.url)), probeDir, { recursive: true });
+    await writeFile(path.join(probeDir, "package.json"), '{"type":"module"}');
     await writeFile(
       path.join(probeDir, "main.mjs"),
-      `import { probeLiveness } from "./liveness.mjs";
+      `import { probeLiveness } from "./liveness.js";
+       import { processTable } from "./process-table.js";
        let kill;
        try { process.kill(1, 0); kill = "ok"; } catch (e) { kill = e.code; }
-       const result = await probeLiveness(process.argv[2], { mode: "pidfile" });
+       const result = await probeLiveness(process.argv[2], { mode: "pidfile", processTable: processTable(${JSON.stringify(table)}) });
        process.stdout.write(JSON.stringify({ kill, result }));`,
     );
     await writeFile(path.join(probeDir, "vm.pid"), "1\n");
-    await chmod(dir, 0o755);
-    await chmod(probeDir, 0o755);
+    await execFileAsync("chmod", ["-R", "a+rX", dir]);
     const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
       execFile(
         process.execPath,
@@ -234,37 +234,23 @@ describe("probeLiveness", () => {
     expect(result).toEqual({ alive: true, pid: 1, reason: "pid 1 is running" });
   });
 
-  it("is never alive with liveness = none, and does not touch the disk", async () => {
-    const pid = await sleeper();
-    await writePidFile(`${pid}\n`);
-    expect(await probeLiveness(dir, { mode: "none" })).toEqual({ alive: false, reason: "liveness = none" });
-    // A path that would throw if it were used.
-    expect(await probeLiveness("\0not a path", { mode: "none" })).toEqual({ alive: false, reason: "liveness = none" });
-  });
 
   it("throws LivenessProbeError when the pid file cannot be read", async () => {
     // Root reads everything, so an unreadable file is made with a path that is too long.
     const deep = path.join(dir, "a".repeat(300));
-    await expect(probeLiveness(deep, { mode: "pidfile" })).rejects.toThrow(LivenessProbeError);
-    await expect(probeLiveness(deep, { mode: "pidfile" })).rejects.toThrow(/ENAMETOOLONG/);
+    await expect(probeLiveness(deep, pidfile)).rejects.toThrow(LivenessProbeError);
+    await expect(probeLiveness(deep, pidfile)).rejects.toThrow(/ENAMETOOLONG/);
   });
 });
 
-describe("processStartTime", () => {
-  it("gives the start time of a process in ms since the epoch", async () => {
-    const before = Date.now();
+describe("probeLiveness with liveness = none", () => {
+  it("is never alive, and does not touch the disk", async () => {
     const pid = await sleeper();
-    const after = Date.now();
-    const started = await processStartTime(pid);
-    // The boot time is truncated to whole seconds, so the reading can be up to 1 s early.
-    expect(started).toBeGreaterThanOrEqual(before - 1_000 - 50);
-    expect(started).toBeLessThanOrEqual(after + 50);
-    expect(await processStartTime(process.pid)).toBeLessThanOrEqual(started!);
-  });
-
-  it("is null for a process that does not exist", async () => {
-    const pid = await runToCompletion("true", []);
-    expect(await processStartTime(pid)).toBeNull();
+    await writePidFile(`${pid}\n`);
+    const none = { alive: false, reason: "liveness = none: no VM counts as alive" };
+    expect(await probeLiveness(dir, { mode: "none" })).toEqual(none);
+    // A path that would throw if it were used.
+    expect(await probeLiveness("\0not a path", { mode: "none" })).toEqual(none);
   });
 });
 
@@ -303,16 +289,5 @@ describe("parsePid", () => {
       expect(parsePid(text).kind, text).toBe("invalid");
     }
     expect(parsePid(" \n ").kind).toBe("empty");
-  });
-});
-
-describe("parseProcStat", () => {
-  it("counts fields after the last parenthesis, so odd command names parse", () => {
-    const rest = Array.from({ length: 50 }, (_, i) => String(i + 4)).join(" ");
-    // Field 22 (starttime) is the 20th field after the state.
-    const line = `123 (a) b) (c d) S ${rest}\n`;
-    expect(parseProcStat(line)).toEqual({ state: "S", startTicks: 22 });
-    expect(parseProcStat("garbage")).toBeUndefined();
-    expect(parseProcStat("1 (x) R 2 3")).toBeUndefined();
   });
 });

@@ -1,35 +1,48 @@
 /**
- * Liveness (DESIGN §3): is the VM of a machine still running? With `pidfile`, the VM runner writes
- * its process id to `<machine-dir>/vm.pid`; the machine is alive when that pid names a running
- * process that did not start after the file was written.
+ * Liveness (DESIGN §3): does a live VM still back a machine persisted as `running`?
+ * - `daemon` (default): ArcBox runs every machine's VM inside its daemon, which holds a flock on
+ *   `run/daemon.lock` while it lives; a machine is alive while the daemon is (see daemon-probe).
+ * - `pidfile`: each VM is its own process and writes `<machine-dir>/vm.pid`; alive while that pid
+ *   names a running process that did not start after the file was written.
+ * - `none`: nothing is alive.
  *
  * Declaring a live VM dead is the costly mistake (its config would be rewritten to `stopped` while it
  * runs), so every doubtful case leans towards "alive" or towards an error that is retried, never
  * towards a confident "dead".
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { constants as fsConstants, open, readFile } from "node:fs/promises";
+import { constants as fsConstants, open } from "node:fs/promises";
 import path from "node:path";
+import { probeDaemon } from "./daemon-probe.js";
+import { defaultProcessTable, type ProcessTable } from "./process-table.js";
+import { HostFileError } from "./host-file-error.js";
 
-/** `pidfile`: the VM runner's pid file decides; `none`: no VM is ever alive (start-up at boot). */
-export type LivenessMode = "pidfile" | "none";
+/** How the controller tells that a VM is alive (`liveness` in the controller config). */
+export type LivenessMode = "daemon" | "pidfile" | "none";
 
 export interface LivenessOptions {
   mode: LivenessMode;
-  /** File name of the pid file inside the machine directory; default {@link DEFAULT_PID_FILE}. */
+  /** `daemon`: path of the arcbox daemon's lock file (`<arcbox-dir>/run/daemon.lock`). */
+  daemonLock?: string;
+  /** `pidfile`: file name of the pid file inside the machine directory; default {@link DEFAULT_PID_FILE}. */
   pidFile?: string;
+  /** `pidfile`: where process states and start times are read; default {@link defaultProcessTable}. */
+  processTable?: ProcessTable;
 }
 
 /** The verdict of {@link probeLiveness}, with the reason to log. */
 export interface LivenessResult {
   alive: boolean;
-  /** Short, human explanation, e.g. `pid 123 is running` or `no pid file`. */
+  /** Short, human explanation, e.g. `pid 123 is running` or `the arcbox daemon is not running (…)`. */
   reason: string;
-  /** The pid read from the pid file, when it could be parsed. */
+  /** The pid of the VM (pidfile) or of the daemon (daemon), when known. */
   pid?: number;
-  /** Set when the pid file exists but cannot be used (unparseable, not a regular file, too large). */
+  /** Set when something could not be used and the verdict is a safe guess; log it as a warning. */
   warning?: string;
+  /**
+   * `daemon`: the errno code of an unexpected probe failure (the daemon then counts as alive);
+   * count it in `arcbox_liveness_probe_errors_total`.
+   */
+  probeError?: string;
 }
 
 /** The pid file name of DESIGN §1 (`pid_file` in the controller config). */
@@ -56,32 +69,39 @@ const QUOTED_CONTENT_CHARS = 32;
  * Reading the pid file or `/proc` failed in a way that says nothing about the VM (permissions, I/O).
  * The reconcile should fail and be retried rather than guess "dead".
  */
-export class LivenessProbeError extends Error {
-  override readonly name = "LivenessProbeError";
-  constructor(
-    readonly path: string,
-    readonly code: string | undefined,
-    options?: { cause?: unknown },
-  ) {
-    super(`cannot check liveness: reading ${path} failed (${code ?? "unknown error"})`, options);
+export class LivenessProbeError extends HostFileError {
+  constructor(path: string, code: string | undefined, options?: { cause?: unknown }) {
+    super(path, code, `cannot check liveness: reading ${path} failed (${code ?? "unknown error"})`, options);
   }
 }
 
 /**
- * Decides whether the machine in `machineDir` has a live VM process.
+ * Decides whether the machine in `machineDir` has a live VM.
  *
- * With `mode: "none"` nothing is alive and the disk is not touched. With `mode: "pidfile"` the pid
+ * `none`: nothing is alive and nothing is read. `daemon`: alive while the daemon holds its lock;
+ * an unexpected probe error counts as alive and sets `warning` and `probeError`. `pidfile`: the pid
  * file is read (following a symlink: VM runners may point it into /run; only a bounded number of
- * bytes is read and nothing is written, so following it is harmless) and its pid checked.
- * A missing, empty, unparseable or oversized pid file, a dead or zombie process and a reused pid
- * give `alive: false`; the unusable-file cases also carry a `warning`.
+ * bytes is read and nothing is written, so following it is harmless) and its pid checked. A missing,
+ * empty, unparseable or oversized pid file, a dead or zombie process and a reused pid give
+ * `alive: false`; the unusable-file cases also carry a `warning`.
  *
  * Throws {@link LivenessProbeError} when the pid file exists but cannot be read (e.g. EACCES, EIO),
- * and a TypeError when `pidFile` is not a plain file name (it contains `/` or is `.` or `..`).
+ * and a TypeError when `pidFile` is not a plain file name (it contains `/` or is `.` or `..`) or
+ * `daemon` mode has no `daemonLock`.
  */
 export async function probeLiveness(machineDir: string, options: LivenessOptions): Promise<LivenessResult> {
   if (options.mode === "none") {
-    return { alive: false, reason: "liveness = none" };
+    return { alive: false, reason: "liveness = none: no VM counts as alive" };
+  }
+  if (options.mode === "daemon") {
+    if (options.daemonLock === undefined) throw new TypeError("liveness = daemon needs the daemon lock path");
+    const status = probeDaemon(options.daemonLock);
+    return {
+      alive: status.alive,
+      reason: status.reason,
+      ...(status.pid === undefined ? {} : { pid: status.pid }),
+      ...(status.error ? { warning: status.error.message, probeError: status.error.code } : {}),
+    };
   }
   const pidFileName = options.pidFile ?? DEFAULT_PID_FILE;
   if (!isPlainFileName(pidFileName)) {
@@ -109,7 +129,7 @@ export async function probeLiveness(machineDir: string, options: LivenessOptions
       warning: `${pidFilePath}: ${parsed.problem}: ${quoteContent(contents.text)}`,
     };
   }
-  return checkPid(parsed.pid, pidFileName, contents.mtimeMs);
+  return checkPid(parsed.pid, pidFileName, contents.mtimeMs, options.processTable ?? defaultProcessTable());
 }
 
 type PidFileContents =
@@ -172,26 +192,25 @@ export function parsePid(text: string): ParsedPid {
   return { kind: "ok", pid };
 }
 
-async function checkPid(pid: number, pidFileName: string, pidFileMtimeMs: number): Promise<LivenessResult> {
+async function checkPid(pid: number, pidFileName: string, pidFileMtimeMs: number, table: ProcessTable): Promise<LivenessResult> {
   if (!processExists(pid)) {
     return { alive: false, pid, reason: `pid ${pid} is not running` };
   }
-  const stat = await readProcessStat(pid);
-  if (stat === "no-proc") {
-    return { alive: true, pid, reason: `pid ${pid} is running` };
-  }
-  if (stat === "unavailable") {
-    // kill() saw it, /proc did not: it exited in between, or /proc hides it (hidepid). Ask again.
+  const found = await table.lookup(pid);
+  if (found.kind === "absent") {
+    // kill() saw it and the table did not: it exited in between. Ask kill() again to be sure.
     return processExists(pid)
-      ? { alive: true, pid, reason: `pid ${pid} is running (start time unavailable)` }
+      ? { alive: true, pid, reason: `pid ${pid} is running (not in the process table)` }
       : { alive: false, pid, reason: `pid ${pid} is not running` };
   }
-  if (stat.state === "Z") {
+  if (found.kind === "unknown") {
+    return { alive: true, pid, reason: `pid ${pid} is running (state unknown: ${found.detail})` };
+  }
+  if (found.zombie) {
     return { alive: false, pid, reason: `pid ${pid} is a zombie (exited, not yet reaped)` };
   }
-  const startedMs = await processStartTimeMs(stat.startTicks);
-  if (startedMs !== undefined && startedMs - pidFileMtimeMs > PID_REUSE_TOLERANCE_MS) {
-    const seconds = ((startedMs - pidFileMtimeMs) / 1000).toFixed(1);
+  if (found.startedMs !== undefined && found.startedMs - pidFileMtimeMs > PID_REUSE_TOLERANCE_MS) {
+    const seconds = ((found.startedMs - pidFileMtimeMs) / 1000).toFixed(1);
     return {
       alive: false,
       pid,
@@ -221,90 +240,6 @@ export function processExists(
     if (code === "ESRCH") return false;
     throw error;
   }
-}
-
-interface ProcessStat {
-  state: string;
-  startTicks: number;
-}
-
-let procAvailable: boolean | undefined;
-
-/** `/proc/<pid>/stat` state and start time; "no-proc" without a /proc, "unavailable" when unreadable. */
-async function readProcessStat(pid: number): Promise<ProcessStat | "no-proc" | "unavailable"> {
-  procAvailable ??= existsSync("/proc/self/stat");
-  if (!procAvailable) return "no-proc";
-  let text: string;
-  try {
-    text = await readFile(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return "unavailable";
-  }
-  const parsed = parseProcStat(text);
-  return parsed ?? "unavailable";
-}
-
-/**
- * Parses a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses and may itself
- * contain spaces and parentheses, so fields are counted after the last `)`. Returns undefined when
- * the line does not have the expected shape.
- */
-export function parseProcStat(text: string): ProcessStat | undefined {
-  const end = text.lastIndexOf(")");
-  if (end < 0) return undefined;
-  const fields = text.slice(end + 1).trim().split(/\s+/);
-  // fields[0] is field 3 (state); starttime is field 22.
-  const state = fields[0];
-  const startTicks = Number(fields[22 - 3]);
-  if (state === undefined || !Number.isSafeInteger(startTicks) || startTicks < 0) return undefined;
-  return { state, startTicks };
-}
-
-/**
- * Start time of process `pid` in ms since the epoch, from /proc (Linux): accurate to a clock tick
- * plus the boot time's whole-second truncation, and it shifts when the wall clock is stepped, so
- * compare two readings with a tolerance. null without /proc, for no such process, or when unreadable.
- * Never throws.
- */
-export async function processStartTime(pid: number): Promise<number | null> {
-  const stat = await readProcessStat(pid);
-  if (typeof stat !== "object") return null;
-  return (await processStartTimeMs(stat.startTicks)) ?? null;
-}
-
-/** Process start time in ms since the epoch, or undefined when the boot time cannot be read. */
-async function processStartTimeMs(startTicks: number): Promise<number | undefined> {
-  const bootSeconds = await readBootTimeSeconds();
-  if (bootSeconds === undefined) return undefined;
-  return (bootSeconds + startTicks / clockTicksPerSecond()) * 1000;
-}
-
-/** `btime` of /proc/stat. Read every time: it moves when the wall clock is stepped (NTP). */
-async function readBootTimeSeconds(): Promise<number | undefined> {
-  let text: string;
-  try {
-    text = await readFile("/proc/stat", "utf8");
-  } catch {
-    return undefined;
-  }
-  const match = /^btime\s+(\d+)\s*$/m.exec(text);
-  return match?.[1] === undefined ? undefined : Number(match[1]);
-}
-
-/** Linux's USER_HZ, which is 100 on every common configuration. */
-const DEFAULT_CLOCK_TICKS = 100;
-let clockTicks: number | undefined;
-
-function clockTicksPerSecond(): number {
-  if (clockTicks === undefined) {
-    try {
-      const value = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8", timeout: 5_000 }).trim());
-      clockTicks = Number.isSafeInteger(value) && value > 0 ? value : DEFAULT_CLOCK_TICKS;
-    } catch {
-      clockTicks = DEFAULT_CLOCK_TICKS;
-    }
-  }
-  return clockTicks;
 }
 
 function isPlainFileName(name: string): boolean {
