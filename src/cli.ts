@@ -24,7 +24,8 @@ Options (flags beat environment, which beats the config file, which beats defaul
   -c, --config FILE           controller config (TOML); default /etc/arcbox/controller.toml if present
   -d, --machines-dir DIR      machines directory (ARCBOX_MACHINES_DIR; default ~/.arcbox/machines)
       --hooks-dir DIR         network hooks (ARCBOX_HOOKS_DIR; default /etc/arcbox/hooks/network.d)
-      --liveness pidfile|none how to tell that a VM is alive (default pidfile)
+      --liveness MODE         daemon|pidfile|none: how to tell that a VM is alive (default daemon:
+                              alive while the arcbox daemon holds run/daemon.lock)
       --listen HOST:PORT      metrics address for run (ARCBOX_LISTEN; default 127.0.0.1:9464)
       --workers N             machines reconciled at once (default 4)
       --log-level LEVEL       trace|debug|info|warn|error (default info)

@@ -9,6 +9,7 @@ import { Reconciler, ReconcileError, type MachineView } from "../../src/controll
 import { MachineStore } from "../../src/store/index.js";
 import type { Machine } from "../../src/store/machine.js";
 import { makeTempDir, removeTempDir, startProcess, stopProcess } from "../helpers/processes.js";
+import { startStandInDaemon } from "../helpers/daemon.js";
 import { machineToml, memoryLogger, writeMachine } from "../helpers/machines.js";
 import type { ChildProcess } from "node:child_process";
 
@@ -62,6 +63,26 @@ describe("Reconciler", () => {
     const outcome = await r.reconcile("vm2", memoryLogger().logger);
     expect(outcome.kind).toBe("healthy");
     expect(await stateOf("vm2")).toBe("running");
+  });
+
+  it("writes nothing when the arcbox daemon came up while the hooks ran", async () => {
+    const original = await writeMachine(dir, "vm3", machineToml("vm3"));
+    const before = await readFile(original, "utf8");
+    const lock = path.join(dir, "..", `${path.basename(dir)}-run`, "daemon.lock");
+    const r = new Reconciler({
+      store: new MachineStore({ dir }),
+      hooks: async () => [
+        hook("daemon-starts", async () => {
+          children.push((await startStandInDaemon(lock)).child);
+        }),
+      ],
+      liveness: { mode: "daemon", daemonLock: lock },
+      startupGraceMs: 0,
+    });
+    const outcome = await r.reconcile("vm3", memoryLogger().logger);
+    expect(outcome.kind).toBe("healthy");
+    expect(await readFile(original, "utf8")).toBe(before);
+    await rm(path.dirname(lock), { recursive: true, force: true });
   });
 
   it("gives up with a ReconcileError when the file keeps changing under it, without writing", async () => {

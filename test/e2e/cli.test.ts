@@ -2,34 +2,17 @@
  * The built CLI (`dist/cli.js`, made by `npm run build`, which `npm test` runs first) as a process,
  * on copies of the configs that arcbox-core's Rust code wrote.
  */
-import { execFile } from "node:child_process";
 import { cp, readFile, readdir, stat, writeFile, mkdir, symlink } from "node:fs/promises";
 import path from "node:path";
-import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startControllerProcess, CLI } from "../helpers/cli-process.js";
+import { runCli, snapshotTree as snapshot, startControllerProcess, type CliResult } from "../helpers/cli-process.js";
 import { fixturesDir } from "../helpers/fixtures.js";
 import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
 import { machineToml, writeMachine } from "../helpers/machines.js";
 
-const cli = CLI;
-const run = promisify(execFile);
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the CLI to completion with a clean environment (no config file, no ARCBOX_* variables). */
-async function arcbox(args: string[]): Promise<CliResult> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, "--config", emptyConfig, ...args], { env: { PATH: process.env.PATH } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function arcbox(args: string[]): Promise<CliResult> {
+  return runCli(["--config", emptyConfig, ...args]);
 }
 
 let root: string;
@@ -42,17 +25,6 @@ beforeEach(async () => {
 });
 afterEach(() => removeTempDir(root));
 
-/** Every file below `dir` with its bytes and mtime, to prove a command wrote nothing. */
-async function snapshot(dir: string): Promise<Map<string, string>> {
-  const result = new Map<string, string>();
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-    const file = path.join(entry.parentPath, entry.name);
-    const info = await stat(file);
-    result.set(file, entry.isFile() ? `${info.mtimeMs}:${await readFile(file, "base64")}` : "dir");
-  }
-  return result;
-}
-
 async function copyFixtures(layout: "toml05" | "toml08"): Promise<string> {
   const dir = path.join(root, layout);
   await cp(path.join(fixturesDir, layout), dir, { recursive: true });
@@ -61,12 +33,15 @@ async function copyFixtures(layout: "toml05" | "toml08"): Promise<string> {
 
 describe("reconcile", () => {
   it.each([
-    ["toml05", ["default", "dev"]],
-    ["toml08", ["default"]],
-  ] as const)("recovers the running machines of the %s fixtures with --liveness none, changing nothing but state", async (layout, runningNames) => {
+    ["toml05", "none", ["default", "dev"]],
+    ["toml08", "none", ["default"]],
+    // No daemon holds <root>/run/daemon.lock: every running machine is stale.
+    ["toml05", "daemon", ["default", "dev"]],
+    ["toml08", "daemon", ["default"]],
+  ] as const)("recovers the running machines of the %s fixtures with --liveness %s, changing nothing but state", async (layout, liveness, runningNames) => {
     const dir = await copyFixtures(layout);
     const before = await snapshot(dir);
-    const result = await arcbox(["reconcile", "-d", dir, "--hooks-dir", path.join(root, "no-hooks"), "--liveness", "none", "-o", "json"]);
+    const result = await arcbox(["reconcile", "-d", dir, "--hooks-dir", path.join(root, "no-hooks"), "--liveness", liveness, "-o", "json"]);
     expect(result.code).toBe(0);
     // The log goes to stderr: one `machine recovered` line per running machine, nothing above info.
     const logs = result.stderr.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
@@ -89,7 +64,7 @@ describe("reconcile", () => {
       }
     }
     // A second pass finds nothing to do.
-    const again = await arcbox(["reconcile", "-d", dir, "--liveness", "none"]);
+    const again = await arcbox(["reconcile", "-d", dir, "--liveness", liveness]);
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/^reconciled \d+ machines in \d+ms: 0 recovered, 0 errors, 0 invalid, 0 pending\n$/);
   });
@@ -248,10 +223,7 @@ describe("usage", () => {
   it("rejects an unknown key in the config file, naming file, line and key", async () => {
     const config = path.join(root, "bad.toml");
     await writeFile(config, 'workers = 2\nresync = "5m"\n');
-    const { code, stderr } = await run(process.execPath, [cli, "get", "-c", config], { env: { PATH: process.env.PATH } }).then(
-      () => ({ code: 0, stderr: "" }),
-      (e: { code: number; stderr: string }) => e,
-    );
+    const { code, stderr } = await runCli(["get", "-c", config]);
     expect(code).toBe(2);
     expect(stderr).toContain(`${config}:2:1: unknown key "resync"`);
   });

@@ -2,8 +2,10 @@
  * The built CLI (`dist/cli.js`) as a child process: `arcbox-controller run` with its JSON log read
  * line by line.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { readFile, readdir, stat } from "node:fs/promises";
+import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "./processes.js";
@@ -54,4 +56,35 @@ export async function startControllerProcess(args: string[]): Promise<RunningCon
       return exited;
     },
   };
+}
+
+/** How a CLI run ended. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the built CLI to completion with a clean environment (only PATH, plus `env`), so no config file
+ * or ARCBOX_* variable of the host leaks in. Never rejects: the exit code is in the result.
+ */
+export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error ? ((error as { code?: unknown }).code as number) : 0;
+      resolve({ code: typeof code === "number" ? code : 1, stdout, stderr });
+    });
+  });
+}
+
+/** Every entry below `dir` with its bytes and mtime, to prove a command wrote nothing. */
+export async function snapshotTree(dir: string): Promise<Map<string, string>> {
+  const result = new Map<string, string>();
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    const file = path.join(entry.parentPath, entry.name);
+    const info = await stat(file);
+    result.set(file, entry.isFile() ? `${info.mtimeMs}:${await readFile(file, "base64")}` : "dir");
+  }
+  return result;
 }

@@ -2,12 +2,13 @@
  * Test helpers for real child processes and temp directories: spawn, wait for a condition by
  * polling (never by asserting how long something took), and clean up.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 
 /**
  * Polls `condition` until it returns a truthy value and returns that value. Fails with `description`
@@ -86,4 +87,28 @@ export async function readPidFileIfPresent(file: string): Promise<number | undef
   } catch {
     return undefined;
   }
+}
+
+/** The unprivileged user that tests run code as, to meet EACCES and EPERM for real while root. */
+export const NOBODY = 65534;
+
+/**
+ * Runs `script` (an ES module body) as user nobody, with the built modules of `dist/<distDir>` copied
+ * next to it (so it can `import … from "./liveness.js"`), and returns what it wrote to stdout parsed as
+ * JSON. The code goes into a new directory in `workDir` (a temp directory, which nobody must be able
+ * to enter); whatever else the script reads, the test makes readable. Throws with stderr when the
+ * script fails.
+ */
+export async function runBuiltAsNobody<T>(workDir: string, distDir: string, script: string, args: string[] = []): Promise<T> {
+  const codeDir = path.join(workDir, `built-${path.basename(distDir)}`);
+  await cp(fileURLToPath(new URL(`../../dist/${distDir}/`, import.meta.url)), codeDir, { recursive: true });
+  await writeFile(path.join(codeDir, "package.json"), '{"type":"module"}');
+  await writeFile(path.join(codeDir, "main.mjs"), script);
+  await new Promise<void>((resolve, reject) => execFile("chmod", ["-R", "a+rX", codeDir], (error) => (error ? reject(error) : resolve())));
+  return new Promise<T>((resolve, reject) => {
+    execFile(process.execPath, [path.join(codeDir, "main.mjs"), ...args], { uid: NOBODY, gid: NOBODY, cwd: "/" }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`script run as nobody failed: ${error.message}\n${stderr}`));
+      else resolve(JSON.parse(stdout) as T);
+    });
+  });
 }

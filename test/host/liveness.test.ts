@@ -1,7 +1,6 @@
 import { execFile, type ChildProcess } from "node:child_process";
-import { cp, mkdir, symlink, truncate, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, symlink, truncate, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -19,6 +18,7 @@ import {
   processState,
   readPidFileIfPresent,
   removeTempDir,
+  runBuiltAsNobody,
   runToCompletion,
   startProcess,
   stopProcess,
@@ -206,30 +206,20 @@ describe.each(PROCESS_TABLE_NAMES)("probeLiveness with the %s process table", (t
       expect((await probeLiveness(dir, pidfile)).alive).toBe(true);
       return;
     }
-    // The built modules, copied where user nobody can read them.
-    const probeDir = path.join(dir, "probe");
-    await cp(fileURLToPath(new URL("../../dist/host/", import.meta.url)), probeDir, { recursive: true });
-    await writeFile(path.join(probeDir, "package.json"), '{"type":"module"}');
-    await writeFile(
-      path.join(probeDir, "main.mjs"),
+    await writeFile(path.join(dir, "vm.pid"), "1\n");
+    await chmod(dir, 0o755);
+    await chmod(path.join(dir, "vm.pid"), 0o644);
+    const { kill, result } = await runBuiltAsNobody<{ kill: string; result: { alive: boolean; reason: string } }>(
+      dir,
+      "host",
       `import { probeLiveness } from "./liveness.js";
        import { processTable } from "./process-table.js";
        let kill;
        try { process.kill(1, 0); kill = "ok"; } catch (e) { kill = e.code; }
        const result = await probeLiveness(process.argv[2], { mode: "pidfile", processTable: processTable(${JSON.stringify(table)}) });
        process.stdout.write(JSON.stringify({ kill, result }));`,
+      [dir],
     );
-    await writeFile(path.join(probeDir, "vm.pid"), "1\n");
-    await execFileAsync("chmod", ["-R", "a+rX", dir]);
-    const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
-      execFile(
-        process.execPath,
-        [path.join(probeDir, "main.mjs"), probeDir],
-        { uid: 65534, gid: 65534, cwd: "/" },
-        (error, out) => (error ? reject(error) : resolve({ stdout: out })),
-      );
-    });
-    const { kill, result } = JSON.parse(stdout) as { kill: string; result: { alive: boolean; reason: string } };
     expect(kill).toBe("EPERM");
     expect(result).toEqual({ alive: true, pid: 1, reason: "pid 1 is running" });
   });

@@ -1,0 +1,110 @@
+/**
+ * The daemon probe against real lock holders: a stand-in arcbox daemon (its own flock binding) and
+ * util-linux's flock(1), a second, independent implementation of the same system call.
+ */
+import { spawn } from "node:child_process";
+import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { probeDaemon } from "../../src/host/daemon-probe.js";
+import { startStandInDaemon, type StandInDaemon } from "../helpers/daemon.js";
+import { makeTempDir, removeTempDir, runBuiltAsNobody, stopProcess, waitFor } from "../helpers/processes.js";
+
+let root: string;
+let lockPath: string;
+let daemons: StandInDaemon[];
+
+beforeEach(async () => {
+  root = await makeTempDir("daemon-probe");
+  lockPath = path.join(root, "run", "daemon.lock");
+  daemons = [];
+});
+
+afterEach(async () => {
+  for (const daemon of daemons) await daemon.kill();
+  await removeTempDir(root);
+});
+
+async function daemon(): Promise<StandInDaemon> {
+  const started = await startStandInDaemon(lockPath);
+  daemons.push(started);
+  return started;
+}
+
+describe("probeDaemon", () => {
+  it("is alive while the daemon holds its lock, names its pid, and leaves the lock with the daemon", async () => {
+    const live = await daemon();
+    const before = await stat(lockPath);
+    for (let i = 0; i < 50; i++) {
+      expect(probeDaemon(lockPath)).toEqual({ alive: true, pid: live.pid, reason: `the arcbox daemon is running (pid ${live.pid})` });
+    }
+    expect(await live.stillHoldsLock()).toBe(true);
+    // Never written: same content, same modification time.
+    const after = await stat(lockPath);
+    expect(after.mtimeMs).toBe(before.mtimeMs);
+    expect(await readFile(lockPath, "utf8")).toBe(`${live.pid}\n`);
+  });
+
+  it("is dead once the daemon is killed, although its lock file stays behind", async () => {
+    const live = await daemon();
+    await live.kill();
+    expect(await readFile(lockPath, "utf8")).toBe(`${live.pid}\n`);
+    expect(probeDaemon(lockPath)).toEqual({ alive: false, reason: `the arcbox daemon is not running (nobody holds ${lockPath})` });
+  });
+
+  it("is dead without a lock file and without a run directory, and creates neither", async () => {
+    expect(probeDaemon(lockPath)).toEqual({ alive: false, reason: `the arcbox daemon is not running (no lock file ${lockPath})` });
+    await expect(stat(path.dirname(lockPath))).rejects.toThrow(/ENOENT/);
+    await mkdir(path.dirname(lockPath));
+    expect(probeDaemon(lockPath).alive).toBe(false);
+    await expect(stat(lockPath)).rejects.toThrow(/ENOENT/);
+  });
+
+  it("is dead when a path component is a file (ENOTDIR)", async () => {
+    await writeFile(path.join(root, "run"), "not a directory");
+    expect(probeDaemon(lockPath).alive).toBe(false);
+  });
+
+  it("sees a lock taken by util-linux flock(1), which knows nothing of the controller", async () => {
+    await mkdir(path.dirname(lockPath), { recursive: true });
+    await writeFile(lockPath, "");
+    const holder = spawn("flock", ["--exclusive", "--nonblock", "--no-fork", lockPath, "sleep", "300"], { stdio: "ignore" });
+    try {
+      await waitFor(() => probeDaemon(lockPath).alive, "flock(1) to take the lock");
+      // A lock file without a pid in it: alive all the same.
+      expect(probeDaemon(lockPath)).toEqual({ alive: true, reason: "the arcbox daemon is running" });
+    } finally {
+      await stopProcess(holder);
+    }
+    expect(probeDaemon(lockPath).alive).toBe(false);
+  });
+
+  it("never blocks a daemon that starts right after a probe, nor a second prober", async () => {
+    await mkdir(path.dirname(lockPath), { recursive: true });
+    await writeFile(lockPath, "");
+    for (let i = 0; i < 20; i++) expect(probeDaemon(lockPath).alive).toBe(false);
+    const live = await daemon();
+    expect(probeDaemon(lockPath).alive).toBe(true);
+    expect(await live.stillHoldsLock()).toBe(true);
+  });
+
+  it("counts an unexpected error (EACCES) as alive, with the error", async () => {
+    // Root opens anything, so the probe runs as user nobody against a lock file it may not read.
+    await mkdir(path.dirname(lockPath), { recursive: true });
+    await writeFile(lockPath, "");
+    await chmod(lockPath, 0o600);
+    await chmod(root, 0o755);
+    await chmod(path.dirname(lockPath), 0o755);
+    const status = await runBuiltAsNobody<ReturnType<typeof probeDaemon>>(
+      root,
+      "host",
+      `import { probeDaemon } from "./daemon-probe.js";
+       process.stdout.write(JSON.stringify(probeDaemon(process.argv[2])));`,
+      [lockPath],
+    );
+    expect(status.alive).toBe(true);
+    expect(status.error?.code).toBe("EACCES");
+    expect(status.error?.message).toContain(lockPath);
+    expect(status.reason).toMatch(/assumed to be running/);
+  });
+});
