@@ -15,7 +15,10 @@ const HELP = `arcbox-controller ${VERSION} — keeps the machines of an ArcBox h
 
 Usage:
   arcbox-controller run        [options]              watch, reconcile, serve /metrics
-  arcbox-controller reconcile  [options] [-o json]    one full pass over every machine, then exit
+  arcbox-controller reconcile  [options] [-o json] [--dry-run]
+                                                      one full pass over every machine, then exit;
+                                                      --dry-run prints what it would recover, and why,
+                                                      runs no hook and writes nothing
   arcbox-controller get        [options] [-o table|json]   list machines
   arcbox-controller validate   [options] [PATH...]    check config files or machine directories
   arcbox-controller --help | --version
@@ -31,7 +34,8 @@ Options (flags beat environment, which beats the config file, which beats defaul
       --log-level LEVEL       trace|debug|info|warn|error (default info)
   -o, --output FORMAT         table|json for get, text|json for reconcile
 
-Exit codes: 0 success; 1 a machine failed or a config is invalid; 2 usage or configuration error.
+Exit codes: 0 success; 1 a machine failed or a config is invalid (reconcile --dry-run: a machine
+would be recovered); 2 usage or configuration error; 130/143 reconcile interrupted by SIGINT/SIGTERM.
 `;
 
 const COMMANDS = ["run", "reconcile", "get", "validate"] as const;
@@ -53,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
         workers: { type: "string" },
         "log-level": { type: "string" },
         output: { type: "string", short: "o" },
+        "dry-run": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -74,6 +79,7 @@ async function main(argv: string[]): Promise<number> {
   if (!(COMMANDS as readonly string[]).includes(command)) return usageError(`unknown command "${command}"`);
   if (command !== "validate" && rest.length > 0) return usageError(`unexpected argument "${rest[0]}" for ${command}`);
 
+  if (values["dry-run"] && command !== "reconcile") return usageError("option --dry-run is only for reconcile");
   const output = values.output;
   const outputs: Record<Command, readonly string[]> = { get: ["table", "json"], reconcile: ["text", "json"], run: [], validate: [] };
   if (output !== undefined && !outputs[command as Command].includes(output)) {
@@ -107,7 +113,7 @@ async function main(argv: string[]): Promise<number> {
     case "validate":
       return runValidate(config, rest);
     case "reconcile":
-      return runReconcile(config, output === "json" ? "json" : "text");
+      return runReconcile(config, output === "json" ? "json" : "text", values["dry-run"] === true);
     case "run":
       return runService(config);
   }

@@ -1,11 +1,13 @@
 /**
  * `arcbox-controller reconcile`: one full pass over every machine, then exit (DESIGN §5).
  * Exit 0 when every machine converged, 1 when a reconcile failed or a config is invalid,
- * 2 on a usage or configuration error (including another controller holding the lock).
+ * 2 on a usage or configuration error (another controller holding the lock, a machines directory
+ * that is missing or unusable), 128+n when interrupted by signal n (130 SIGINT, 143 SIGTERM).
+ * `--dry-run`: exit 0 when nothing would be recovered, 1 otherwise.
  */
+import { constants } from "node:os";
 import type { ControllerConfig } from "../controller/config.js";
 import { reconcileOnce, type PassSummary } from "../controller/reconcile-pass.js";
-import { LockHeldError } from "../host/instance-lock.js";
 import { createLogger } from "../log.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { VERSION } from "../version.js";
@@ -13,32 +15,44 @@ import { VERSION } from "../version.js";
 /** Passes shorter than this show no progress line. */
 const PROGRESS_AFTER_MS = 1000;
 
-export async function runReconcile(config: ControllerConfig, output: "text" | "json"): Promise<number> {
+export async function runReconcile(config: ControllerConfig, output: "text" | "json", dryRun = false): Promise<number> {
   // stdout carries the summary (a script parses it); the log goes to stderr.
   const logger = createLogger(config.logLevel, 2);
   const metrics = new ControllerMetrics({ perMachineMetrics: false, version: VERSION, daemonLiveness: config.liveness === "daemon" });
   const progress = process.stderr.isTTY ? progressLine() : undefined;
   let summary: PassSummary;
   try {
-    summary = await reconcileOnce({ config, logger, metrics, onProgress: progress?.update });
+    summary = await reconcileOnce({ config, logger, metrics, dryRun, onProgress: progress?.update });
   } catch (error) {
+    // Nothing was reconciled: the lock is held by another controller, or the directory is unusable.
     progress?.clear();
-    if (error instanceof LockHeldError) {
-      process.stderr.write(`arcbox-controller: ${error.message}\n`);
-      return 2;
-    }
-    process.stderr.write(`arcbox-controller: reconcile failed: ${(error as Error).message}\n`);
-    return 1;
+    process.stderr.write(`arcbox-controller: ${(error as Error).message}\n`);
+    return 2;
   }
   progress?.clear();
-  process.stdout.write(output === "json" ? `${JSON.stringify(summary)}\n` : `${formatSummary(summary)}\n`);
+  process.stdout.write(output === "json" ? `${JSON.stringify(summary)}\n` : formatReport(summary));
+  if (summary.interrupted !== null) return 128 + constants.signals[summary.interrupted];
+  if (dryRun) return (summary.would_recover?.length ?? 0) > 0 ? 1 : 0;
   return summary.errors > 0 || summary.invalid > 0 ? 1 : 0;
 }
 
-/** `reconciled 6 machines in 42ms: 2 recovered, 0 errors, 1 invalid, 0 pending` */
+/** The text output: a dry run's plan (one line per machine it would recover), then the summary line. */
+export function formatReport(s: PassSummary): string {
+  const plan = (s.would_recover ?? []).map((entry) => `would recover ${entry.name}: ${entry.reason}\n`).join("");
+  return `${plan}${formatSummary(s)}\n`;
+}
+
+/**
+ * `reconciled 6 machines in 42ms: 2 recovered, 0 errors, 1 invalid, 0 pending`; a dry run says
+ * `dry run: 6 machines in 5ms: 2 would be recovered, …`; an interrupted pass ends with what it skipped.
+ */
 export function formatSummary(s: PassSummary): string {
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-  return `reconciled ${plural(s.machines, "machine")} in ${s.duration_ms}ms: ${s.recovered} recovered, ${plural(s.errors, "error")}, ${s.invalid} invalid, ${s.pending} pending`;
+  const head = s.would_recover
+    ? `dry run: ${plural(s.machines, "machine")} in ${s.duration_ms}ms: ${s.would_recover.length} would be recovered`
+    : `reconciled ${plural(s.machines, "machine")} in ${s.duration_ms}ms: ${s.recovered} recovered`;
+  const tail = s.interrupted === null ? "" : `; interrupted by ${s.interrupted}, ${s.skipped} not reconciled`;
+  return `${head}, ${plural(s.errors, "error")}, ${s.invalid} invalid, ${s.pending} pending${tail}`;
 }
 
 /** A single self-rewriting line on the terminal, shown once a pass takes longer than a second. */

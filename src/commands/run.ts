@@ -10,7 +10,7 @@ import { Controller } from "../controller/controller.js";
 import { acquireInstanceLock, LockHeldError, type InstanceLock } from "../host/instance-lock.js";
 import { createLogger } from "../log.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
-import { startMetricsServer } from "../metrics/http-server.js";
+import { startMetricsServer, type MetricsServer } from "../metrics/http-server.js";
 import { VERSION } from "../version.js";
 
 export async function runService(config: ControllerConfig): Promise<number> {
@@ -57,21 +57,42 @@ async function serve(config: ControllerConfig, logger: Logger, metrics: Controll
 
   let stopRequested: (signal: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
-  // A second signal ends the process at once, except within a second of the first: a terminal's
-  // Ctrl-C reaches both `npm start` and us, and npm forwards it again.
+  // The first SIGTERM/SIGINT stops gracefully. A second one (not within a second of the first: a
+  // terminal's Ctrl-C reaches both `npm start` and us, and npm forwards it again) stops running hooks
+  // at once; the process still waits for them to die, so no hook is left behind, then exits 130.
   let firstSignalAt = 0;
+  let forced = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (firstSignalAt === 0) {
       firstSignalAt = Date.now();
       logger.info({ signal }, "shutting down");
       stopRequested(signal);
-    } else if (Date.now() - firstSignalAt > 1000) {
-      logger.warn({ signal }, "second signal: exiting without waiting for in-flight reconciles");
-      process.exit(130);
+    } else if (!forced && Date.now() - firstSignalAt > 1000) {
+      forced = true;
+      logger.warn({ signal }, "second signal: stopping running hooks now");
+      controller.abortInFlight();
     }
   };
-  process.on("SIGTERM", onSignal).on("SIGINT", onSignal);
+  // SIGHUP, which daemons take as "reload": every machine and the hooks directory are looked at again.
+  const onHangup = () => {
+    logger.info({ signal: "SIGHUP" }, "looking at every machine and the hooks again");
+    controller.resyncNow();
+  };
+  process.on("SIGTERM", onSignal).on("SIGINT", onSignal).on("SIGHUP", onHangup);
+  try {
+    return await runUntilStopped(controller, server, stopped, logger, () => forced);
+  } finally {
+    process.off("SIGTERM", onSignal).off("SIGINT", onSignal).off("SIGHUP", onHangup);
+  }
+}
 
+async function runUntilStopped(
+  controller: Controller,
+  server: MetricsServer,
+  stopped: Promise<string>,
+  logger: Logger,
+  forced: () => boolean,
+): Promise<number> {
   try {
     await controller.start();
   } catch (error) {
@@ -85,5 +106,5 @@ async function serve(config: ControllerConfig, logger: Logger, metrics: Controll
   const drained = await controller.stop();
   await server.close();
   logger.info({ drained }, "stopped");
-  return 0;
+  return forced() ? 130 : 0;
 }

@@ -5,7 +5,6 @@
 import { mkdir } from "node:fs/promises";
 import { basename } from "node:path";
 import { randomBytes } from "node:crypto";
-import type { FSWatcher } from "chokidar";
 import type { Logger } from "pino";
 import { MachineStore } from "../store/index.js";
 import type { ControllerMetrics } from "../metrics/controller-metrics.js";
@@ -17,7 +16,7 @@ import type { LivenessOptions } from "../host/liveness.js";
 import { defaultProcessTable } from "../host/process-table.js";
 import type { DaemonStatus } from "../host/daemon-probe.js";
 import { Reconciler, ReconcileError, type MachineView, type ReconcileObserver } from "./reconciler.js";
-import { listMachineNames, startResync, watchDaemon, watchMachines, type DaemonWatch } from "./sources.js";
+import { listMachineNames, startResync, watchDaemon, watchMachines, type DaemonWatch, type MachinesWatch } from "./sources.js";
 import { WorkQueue } from "./workqueue.js";
 
 export interface ControllerOptions {
@@ -46,7 +45,7 @@ export class Controller {
   private readonly abort = new AbortController();
   private lock: InstanceLock | null = null;
   private ownsLock = false;
-  private watcher: FSWatcher | null = null;
+  private watcher: MachinesWatch | null = null;
   private daemon: DaemonWatch | null = null;
   /** The last unexpected daemon-probe error logged, so a lasting one is logged once, not every poll. */
   private daemonProbeError: string | null = null;
@@ -124,6 +123,10 @@ export class Controller {
         if (FATAL_WATCH_ERRORS.has(code)) this.watcherFailure = `${code}: ${error.message}`;
         logger.error({ err: error.message, code }, "file watch error");
       },
+      onRewatch: () => {
+        logger.warn({ machines_dir: config.machinesDir }, "the machines directory was replaced; watching the new one and looking at every machine");
+        void this.enqueueAll(false).catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
+      },
     });
     if (config.liveness === "daemon") {
       this.daemon = await watchDaemon({
@@ -177,19 +180,32 @@ export class Controller {
     return drained;
   }
 
+  /** Stops running hooks now (their process groups get SIGTERM, then SIGKILL); their machines stay `running` and are retried. */
+  abortInFlight(): void {
+    this.abort.abort();
+  }
+
+  /** Looks at every machine again now, as a resync does (hooks are discovered afresh at each recovery anyway). */
+  resyncNow(): void {
+    if (this.stopping || !this.initialPassQueued) return;
+    void this.enqueueAll().catch((error: unknown) => this.options.logger.error({ err: (error as Error).message }, "resync listing failed"));
+  }
+
   /** `/healthz` checks: the event loop turns and the watcher still delivers events. */
   liveness(): HealthCheck[] {
     const lag = Date.now() - this.lastHeartbeat;
+    const problem = this.watcherFailure ?? this.watcher?.problem ?? null;
     return [
       { name: "event-loop", ok: lag < 10_000, detail: `last heartbeat ${lag}ms ago` },
-      { name: "watcher", ok: this.watcherFailure === null, detail: this.watcherFailure ?? "watching" },
+      { name: "watcher", ok: problem === null, detail: problem ?? "watching" },
     ];
   }
 
   /** `/readyz` checks: started, first full listing queued, watcher ready, not shutting down. */
   readiness(): HealthCheck[] {
+    const problem = this.watcherFailure ?? this.watcher?.problem ?? null;
     return [
-      { name: "watcher", ok: this.watcher !== null && this.watcherFailure === null, detail: this.watcherFailure ?? (this.watcher ? "ready" : "starting") },
+      { name: "watcher", ok: this.watcher !== null && problem === null, detail: problem ?? (this.watcher ? "ready" : "starting") },
       { name: "initial-listing", ok: this.initialPassQueued, detail: this.initialPassQueued ? "queued" : "pending" },
       { name: "shutdown", ok: !this.stopping, detail: this.stopping ? "shutting down" : "running" },
     ];
@@ -232,7 +248,8 @@ export class Controller {
 
   private async process(name: string): Promise<{ requeueAfter: number } | void> {
     const { logger, metrics } = this.options;
-    const log = logger.child({ machine: name, reconcile_id: newReconcileId() });
+    const reconcileId = newReconcileId();
+    const log = logger.child({ machine: name, reconcile_id: reconcileId });
     const started = performance.now();
     try {
       const outcome = await this.reconciler.reconcile(name, log);
@@ -254,12 +271,15 @@ export class Controller {
       metrics.reconcileFinished("success", seconds);
     } catch (error) {
       metrics.reconcileFinished("error", (performance.now() - started) / 1000);
-      throw error;
+      const failure = error instanceof ReconcileError ? error : new ReconcileError(`${name}: ${(error as Error).message}`, name, error);
+      failure.reconcileId = reconcileId;
+      throw failure;
     }
   }
 
   private logFailure(name: string, error: unknown, retryInMs: number, attempt: number): void {
-    this.options.logger.error({ machine: name, retry_in_ms: retryInMs, attempt, ...failureFields(error) }, "reconcile failed; will retry");
+    const reconcileId = error instanceof ReconcileError ? error.reconcileId : undefined;
+    this.options.logger.error({ machine: name, reconcile_id: reconcileId, retry_in_ms: retryInMs, attempt, ...failureFields(error) }, "reconcile failed; will retry");
   }
 }
 

@@ -1,15 +1,16 @@
 /**
- * One full reconcile pass (`arcbox-controller reconcile`): every machine once, no retries, no
- * waiting for grace periods; the totals decide the exit code.
+ * One full pass (`arcbox-controller reconcile`): every machine once, no retries, no waiting for
+ * grace periods; the totals decide the exit code. With `dryRun`, the same reconciler decides
+ * without acting, and the pass reports what it would recover and why.
  */
 import PQueue from "p-queue";
 import { MachineStore } from "../store/index.js";
+import { acquireInstanceLock, type InstanceLock } from "../host/instance-lock.js";
 import { failureFields, hookSource, livenessOptions, metricsObserver, newReconcileId, type ControllerOptions } from "./controller.js";
-import { acquireInstanceLock } from "../host/instance-lock.js";
 import { Reconciler, type ReconcileOutcome } from "./reconciler.js";
 import { listMachineNames } from "./sources.js";
 
-/** Totals of one `reconcile` pass. */
+/** Totals of one `reconcile` pass (`-o json` prints this object). */
 export interface PassSummary {
   machines: number;
   recovered: number;
@@ -17,29 +18,64 @@ export interface PassSummary {
   invalid: number;
   pending: number;
   duration_ms: number;
+  /** The signal that interrupted the pass (it then stopped early: see `skipped`), or null. */
+  interrupted: NodeJS.Signals | null;
+  /** Machines not reconciled because the pass was interrupted (their hooks stopped, or never started). */
+  skipped: number;
+  /** Only in a dry run: the machines a real pass would recover now, and why. */
+  would_recover?: Array<{ name: string; reason: string }>;
 }
 
 export interface PassOptions extends ControllerOptions {
+  /** Decide, print the plan, act on nothing: no hook runs, nothing is written, no lock is taken. */
+  dryRun?: boolean;
   /** Called after each machine, for progress display. */
   onProgress?: (done: number, total: number) => void;
 }
 
+/** The machines directory to reconcile does not exist (a usage error: nothing is created). */
+export class MachinesDirMissingError extends Error {
+  override readonly name = "MachinesDirMissingError";
+  constructor(readonly path: string) {
+    super(`machines directory ${path} does not exist`);
+  }
+}
+
 /**
- * One full pass over every machine (`arcbox-controller reconcile`): each machine is reconciled once,
- * failed hooks are not retried, and machines inside their startup grace count as pending.
- * Takes the single-instance lock like the service. Errors are counted, not thrown, except for the
- * lock and an unreadable machines directory.
+ * One full pass over every machine: each machine is reconciled once, failed hooks are not retried,
+ * and machines inside their startup grace count as pending. A real pass takes the single-instance
+ * lock like the service and removes leftover temp files first; a dry run does neither.
+ *
+ * SIGINT or SIGTERM interrupts the pass: no further machine starts, running hooks are stopped (their
+ * machines stay `running`), and the summary names the signal and counts the skipped machines.
+ *
+ * Errors of single machines are counted, not thrown. Throws `LockHeldError` when another controller
+ * holds the lock, `MachinesDirMissingError`, and `StoreIoError`/`LockError` when the machines
+ * directory cannot be used.
  */
 export async function reconcileOnce(options: PassOptions): Promise<PassSummary> {
   const { config, logger, metrics } = options;
+  const dryRun = options.dryRun ?? false;
   const started = performance.now();
-  const lock = await acquireInstanceLock(config.machinesDir);
+  let lock: InstanceLock | undefined;
+  try {
+    lock = dryRun ? undefined : await acquireInstanceLock(config.machinesDir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") throw new MachinesDirMissingError(config.machinesDir);
+    throw error;
+  }
   const abort = new AbortController();
-  const onSignal = () => abort.abort();
-  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
+  let interrupted: NodeJS.Signals | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted ??= signal;
+    abort.abort();
+  };
+  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   try {
     const store = new MachineStore({ dir: config.machinesDir });
-    for (const path of await store.sweepTempFiles()) logger.info({ path }, "removed leftover temp file");
+    if (!dryRun) {
+      for (const path of await store.sweepTempFiles()) logger.info({ path }, "removed leftover temp file");
+    }
     const reconciler = new Reconciler({
       store,
       hooks: hookSource(options),
@@ -47,35 +83,48 @@ export async function reconcileOnce(options: PassOptions): Promise<PassSummary> 
       startupGraceMs: config.startupGraceMs,
       signal: abort.signal,
       observer: metricsObserver(metrics),
+      dryRun,
     });
     const names = await listMachineNames(config.machinesDir);
-    const summary: PassSummary = { machines: 0, recovered: 0, errors: 0, invalid: 0, pending: 0, duration_ms: 0 };
+    const summary: PassSummary = { machines: 0, recovered: 0, errors: 0, invalid: 0, pending: 0, duration_ms: 0, interrupted: null, skipped: 0 };
+    const plan: Array<{ name: string; reason: string }> = [];
     let done = 0;
     const pool = new PQueue({ concurrency: config.workers });
     await pool.addAll(
       names.map((name) => async () => {
+        if (abort.signal.aborted) {
+          summary.skipped++;
+          return;
+        }
         const log = logger.child({ machine: name, reconcile_id: newReconcileId() });
-        let outcome: ReconcileOutcome | null = null;
+        let outcome: ReconcileOutcome;
         try {
-          outcome = abort.signal.aborted ? null : await reconciler.reconcile(name, log);
+          outcome = await reconciler.reconcile(name, log);
         } catch (error) {
-          summary.errors++;
-          summary.machines++;
-          log.error(failureFields(error), "reconcile failed");
+          if (abort.signal.aborted) {
+            summary.skipped++;
+          } else {
+            summary.errors++;
+            summary.machines++;
+            log.error(failureFields(error), "reconcile failed");
+          }
+          return;
+        } finally {
+          options.onProgress?.(++done, names.length);
         }
-        if (outcome) {
-          if (outcome.kind !== "gone") summary.machines++;
-          if (outcome.kind === "recovered") summary.recovered++;
-          if (outcome.kind === "invalid") summary.invalid++;
-          if (outcome.kind === "pending") summary.pending++;
-        }
-        options.onProgress?.(++done, names.length);
+        if (outcome.kind !== "gone") summary.machines++;
+        if (outcome.kind === "recovered") summary.recovered++;
+        if (outcome.kind === "invalid") summary.invalid++;
+        if (outcome.kind === "pending") summary.pending++;
+        if (outcome.kind === "wouldRecover") plan.push({ name, reason: outcome.reason });
       }),
     );
     summary.duration_ms = Math.round(performance.now() - started);
+    summary.interrupted = interrupted;
+    if (dryRun) summary.would_recover = plan.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return summary;
   } finally {
     process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
-    lock.release();
+    lock?.release();
   }
 }

@@ -62,6 +62,8 @@ export interface ReconcilerOptions {
 /** Error of a reconcile that could not converge; the queue retries it with backoff. */
 export class ReconcileError extends Error {
   override readonly name = "ReconcileError";
+  /** The id of the reconcile that failed, for its log line (set by whoever assigned the id). */
+  reconcileId: string | undefined;
   constructor(
     message: string,
     readonly machine: string,
@@ -181,6 +183,14 @@ export class Reconciler {
       saved = await store.updateState(name, "stopped", { ifRevision: loaded.revision });
     } catch (error) {
       if (error instanceof ConflictError) throw error;
+      if (error instanceof MachineNotFoundError) {
+        // Deleted while its hooks ran: nothing left to persist, and nothing failed.
+        log.info({ hooks: ran }, "machine was deleted during its recovery");
+        this.reportedInvalid.delete(name);
+        const view: MachineView = { kind: "gone", name };
+        observer?.observed?.(view);
+        return { kind: "gone", view };
+      }
       observer?.storeWrite?.("error");
       observer?.recoveryFinished?.("error");
       throw new ReconcileError(`${name}: could not persist state "stopped": ${(error as Error).message}`, name, error);

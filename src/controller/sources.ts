@@ -30,14 +30,109 @@ export interface MachineWatcherOptions {
    */
   onMachine: (name: string, event: string | null) => void;
   onError: (error: Error) => void;
+  /**
+   * The machines directory was replaced (moved away, deleted and created again) and is watched
+   * anew: every machine should be looked at, since events in between were missed.
+   */
+  onRewatch: () => void;
+  /** How often the directory's identity is checked, besides the events that announce a replacement. Default 1 s. */
+  checkIntervalMs?: number;
+}
+
+/** A running watch of the machines directory. */
+export interface MachinesWatch {
+  /** Why events may not be arriving (the directory is gone), or null while all is well. */
+  readonly problem: string | null;
+  close(): Promise<void>;
 }
 
 /**
  * Watches `<machines-dir>/<name>` directories and their `config.toml` and pid file with native
  * filesystem events (no polling, no write-finish delay: the reconciler copes with partial states
  * because it re-reads, and the store writes by rename). Resolves once the initial scan is done.
+ *
+ * Native watches follow a directory's inode, not its path: after `mv machines machines.old; mkdir
+ * machines` they would watch the old one. So the directory's identity (device and inode) is checked
+ * whenever the watched directory itself is renamed or removed, and every `checkIntervalMs`; a new
+ * directory at the path is watched anew and `onRewatch` called. While no directory is there,
+ * `problem` says so.
  */
-export async function watchMachines(options: MachineWatcherOptions): Promise<FSWatcher> {
+export async function watchMachines(options: MachineWatcherOptions): Promise<MachinesWatch> {
+  const { machinesDir, onError, onRewatch } = options;
+  let watched = await identity(machinesDir);
+  let watcher: FSWatcher | null = watched === null ? null : await watchDirectory(options, () => void check());
+  let problem: string | null = watched === null ? `machines directory ${machinesDir} does not exist` : null;
+  let checking: Promise<void> | null = null;
+  let closed = false;
+  let soon: NodeJS.Timeout | null = null;
+  // Nothing can be watched while the directory is missing: look again soon (a replacement usually
+  // follows at once). One timer at a time.
+  const recheckSoon = () => {
+    soon ??= setTimeout(() => {
+      soon = null;
+      void check();
+    }, GONE_RECHECK_MS).unref();
+  };
+
+  const check = (): Promise<void> =>
+    (checking ??= (async () => {
+      try {
+        const now = await identity(machinesDir);
+        if (closed || now === watched) {
+          if (!closed && now === null) recheckSoon();
+          return;
+        }
+        await watcher?.close();
+        watcher = null;
+        watched = now;
+        if (now === null) {
+          problem = `machines directory ${machinesDir} is gone; waiting for it to come back`;
+          recheckSoon();
+          return;
+        }
+        watcher = await watchDirectory(options, () => void check());
+        problem = null;
+        onRewatch();
+      } catch (error) {
+        onError(error instanceof Error ? error : new Error(String(error)));
+      } finally {
+        checking = null;
+      }
+    })());
+  const timer = setInterval(() => void check(), options.checkIntervalMs ?? 1000);
+  timer.unref();
+  if (watched === null) recheckSoon();
+
+  return {
+    get problem() {
+      return problem;
+    },
+    async close() {
+      closed = true;
+      clearInterval(timer);
+      if (soon) clearTimeout(soon);
+      await checking;
+      await watcher?.close();
+    },
+  };
+}
+
+/** While the machines directory is missing, how often to look for it. */
+const GONE_RECHECK_MS = 100;
+
+/** `dev:ino` of a directory, or null when there is none at `path`. */
+async function identity(path: string): Promise<string | null> {
+  try {
+    const info = await stat(path);
+    return info.isDirectory() ? `${info.dev}:${info.ino}` : null;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT" || (error as NodeJS.ErrnoException).code === "ENOTDIR") return null;
+    throw error;
+  }
+}
+
+/** One chokidar watch of the directory as it is now; `onSelfMoved` when the directory itself goes away. */
+async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () => void): Promise<FSWatcher> {
   const { machinesDir, pidFile, onMachine, onError } = options;
   const relevant = new Set(["config.toml", pidFile]);
 
@@ -89,6 +184,10 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<FSW
   // deduplicates, and a reconcile of an unchanged file is a cheap no-op.
   watcher.on("raw", (_event, file, details) => {
     const watched = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
+    if (watched === machinesDir && file === basename(machinesDir)) {
+      onSelfMoved();
+      return;
+    }
     const name = typeof watched === "string" ? machineOfRaw(watched, file) : null;
     if (name !== null) onMachine(name, null);
   });

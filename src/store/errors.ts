@@ -96,7 +96,9 @@ export class StoreIoError extends StoreError {
   constructor(path: string, operation: string, cause: unknown) {
     const code = errnoCode(cause);
     const detail = cause instanceof Error ? cause.message : String(cause);
-    super(`${path}: ${operation} failed: ${code ? `${code}: ` : ""}${detail}`, path, { cause });
+    // Node's own messages already start with the code ("ENOSPC: no space left on device, write").
+    const reason = code && !detail.startsWith(code) ? `${code}: ${detail}` : detail;
+    super(`${path}: ${operation} failed: ${reason}`, path, { cause });
     this.path = path;
     this.operation = operation;
     this.code = code;

@@ -2,7 +2,7 @@
  * The reconcile loop end to end inside one process: real machines directories, real hook
  * executables, real VM stand-in processes, real file watching.
  */
-import { readFile, writeFile, rm, stat, readdir, utimes } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Controller } from "../../src/controller/controller.js";
@@ -179,7 +179,21 @@ describe("failures", () => {
     expect(gaps[2]).toBeGreaterThanOrEqual(390);
     const failure = lines().find((line) => line.msg === "reconcile failed; will retry");
     expect(failure).toMatchObject({ level: "error", machine: "flaky", hook: "10-flaky", exit_code: 3 });
+    // The failure carries the id of the reconcile that failed, like every other line of it.
+    expect(failure!.reconcile_id).toMatch(/^[0-9a-f]{8}$/);
+    expect(lines().some((line) => line.reconcile_id === failure!.reconcile_id && line.msg !== failure!.msg)).toBe(true);
     expect(String(failure!.stderr)).toContain("bridge br0 is busy");
+  });
+
+  it("forgets a machine deleted while its hook runs, without counting an error", async () => {
+    await writeMachine(machines, "doomed", machineToml("doomed"));
+    await writeHook(hooks, "10-delete", `rm -rf '${path.join(machines, "doomed")}'`);
+    const { controller, metrics, lines } = await startController();
+    await controller.idle();
+    await waitFor(() => lines().some((line) => line.msg === "machine was deleted during its recovery"), "the deletion to be noticed");
+    expect(lines().filter((line) => line.level === "error")).toEqual([]);
+    expect(await metrics.metricsText()).toMatch(/^arcbox_reconcile_errors_total 0$/m);
+    expect(metrics.machines().some((m) => m.name === "doomed")).toBe(false);
   });
 
   it("kills a hanging hook at the timeout together with its children, and keeps the file running", async () => {
@@ -275,6 +289,30 @@ describe("events", () => {
   });
 });
 
+describe("a replaced machines directory", () => {
+  it("is watched anew at once: a running machine in the new directory is recovered without waiting for a resync", async () => {
+    await writeMachine(machines, "old", machineToml("old", { state: "stopped" }));
+    const { controller, metrics } = await startController({ resyncIntervalMs: 3_600_000 });
+    await controller.idle();
+    await rename(machines, `${machines}.old`);
+    await mkdir(machines);
+    await writeMachine(machines, "fresh", machineToml("fresh"));
+    await waitFor(async () => (await stateOf("fresh")) === "stopped", "the machine in the new directory to be recovered");
+    // The old directory's machine is forgotten, with its series.
+    await waitFor(() => !metrics.machines().some((m) => m.name === "old"), "old to be forgotten");
+    expect(controller.liveness().find((check) => check.name === "watcher")).toMatchObject({ ok: true });
+  });
+
+  it("fails the watcher health check while the directory is gone", async () => {
+    const { controller } = await startController();
+    await rm(machines, { recursive: true });
+    await waitFor(() => controller.liveness().find((check) => check.name === "watcher")?.ok === false, "the watcher check to fail");
+    expect(controller.readiness().find((check) => check.name === "watcher")?.detail).toMatch(/is gone/);
+    await mkdir(machines);
+    await waitFor(() => controller.liveness().find((check) => check.name === "watcher")?.ok === true, "the watcher check to pass again");
+  });
+});
+
 describe("lifecycle", () => {
   it("refuses a second controller on the same directory, naming the first one's pid", async () => {
     await startController();
@@ -308,6 +346,29 @@ describe("lifecycle", () => {
     // Released: emptied, and nothing else of the lock's is left in the directory.
     expect(await readFile(lockFile, "utf8")).toBe("");
     expect((await readdir(machines)).filter((e) => e.startsWith(".arcbox-controller"))).toEqual([".arcbox-controller.lock"]);
+  });
+
+  it("stop() lets a running recovery finish before it resolves", async () => {
+    await writeMachine(machines, "slow", machineToml("slow"));
+    const started = path.join(root, "started");
+    await writeHook(hooks, "10-slow", `touch '${started}'; sleep 1`);
+    const { controller } = await startController();
+    await waitFor(() => stat(started).then(() => true, () => false), "the hook to start");
+    expect(await controller.stop()).toBe(true);
+    // Resolved only after the hook ended and the state was persisted.
+    expect(await stateOf("slow")).toBe("stopped");
+  });
+
+  it("stop() stops running hooks when shutdown_timeout expires, and leaves their machines running", async () => {
+    await writeMachine(machines, "stuck", machineToml("stuck"));
+    const hookPid = path.join(root, "hook.pid");
+    await writeHook(hooks, "10-stuck", `echo $$ > '${hookPid}'; sleep 300`);
+    // A hook timeout far beyond the test: only the shutdown can stop the hook.
+    const { controller } = await startController({ shutdownTimeoutMs: 300, hookTimeoutMs: 600_000 });
+    const pid = await waitFor(() => readPidFileIfPresent(hookPid), "the hook to start");
+    expect(await controller.stop()).toBe(false);
+    expect(await isProcessGone(pid)).toBe(true);
+    expect(await stateOf("stuck")).toBe("running");
   });
 
   it("is ready only after the first listing and not while shutting down", async () => {

@@ -1,13 +1,12 @@
-import { appendFile, mkdir, rm, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import type { FSWatcher } from "chokidar";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { listMachineNames, startResync, watchMachines } from "../../src/controller/sources.js";
+import { listMachineNames, startResync, watchMachines, type MachinesWatch } from "../../src/controller/sources.js";
 import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
 
 let dir: string;
-let watcher: FSWatcher | undefined;
+let watcher: MachinesWatch | undefined;
 beforeEach(async () => (dir = await makeTempDir("sources")));
 afterEach(async () => {
   await watcher?.close();
@@ -51,16 +50,48 @@ describe("startResync", () => {
 });
 
 describe("watchMachines", () => {
-  async function watchInto(events: Array<[string, string | null]>) {
+  async function watchInto(events: Array<[string, string | null]>, machinesDir = dir, checkIntervalMs = 60_000) {
     watcher = await watchMachines({
-      machinesDir: dir,
+      machinesDir,
       pidFile: "vm.pid",
       onMachine: (name, event) => events.push([name, event]),
       onError: (error) => {
         throw error;
       },
+      onRewatch: () => events.push(["*", "rewatch"]),
+      checkIntervalMs,
     });
   }
+
+  it("follows a machines directory that is moved away and replaced, at once", async () => {
+    const machines = path.join(dir, "machines");
+    await mkdir(machines);
+    const events: Array<[string, string | null]> = [];
+    // A check interval far beyond the test: only the event of the move can trigger the re-watch.
+    await watchInto(events, machines);
+    await rename(machines, path.join(dir, "machines.old"));
+    await mkdir(machines);
+    await waitFor(() => events.some(([, event]) => event === "rewatch"), "the re-watch");
+    expect(watcher!.problem).toBeNull();
+    await mkdir(path.join(machines, "fresh"));
+    await writeFile(path.join(machines, "fresh", "config.toml"), "x");
+    await waitFor(() => events.some(([name, event]) => name === "fresh" && event === "add"), "the new directory's events");
+  });
+
+  it("says the directory is gone while it is, and watches it again when it is back (periodic check)", async () => {
+    const machines = path.join(dir, "machines");
+    await mkdir(machines);
+    const events: Array<[string, string | null]> = [];
+    await watchInto(events, machines, 50);
+    await rm(machines, { recursive: true });
+    await waitFor(() => watcher!.problem, "the problem to be reported");
+    expect(watcher!.problem).toMatch(/machines directory .* is gone/);
+    await mkdir(machines);
+    await waitFor(() => events.some(([, event]) => event === "rewatch"), "the re-watch");
+    expect(watcher!.problem).toBeNull();
+    await mkdir(path.join(machines, "back"));
+    await waitFor(() => events.some(([name]) => name === "back"), "events from the new directory");
+  });
 
   it("names the machine for config.toml, the pid file and machine directories", async () => {
     await mkdir(path.join(dir, "old"));

@@ -1,0 +1,106 @@
+/**
+ * `arcbox-controller run` as a process under signals and a full disk.
+ */
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startControllerProcess, type RunningController } from "../helpers/cli-process.js";
+import { machineToml, writeHook, writeMachine } from "../helpers/machines.js";
+import { isProcessGone, makeTempDir, readPidFileIfPresent, removeTempDir, startProcess, stopProcess, waitFor } from "../helpers/processes.js";
+import { mountFullTmpfs } from "../helpers/tmpfs.js";
+import type { ChildProcess } from "node:child_process";
+
+let root: string;
+let machines: string;
+let hooks: string;
+let config: string;
+let services: RunningController[];
+let children: ChildProcess[];
+
+beforeEach(async () => {
+  root = await makeTempDir("service");
+  machines = path.join(root, "machines");
+  hooks = path.join(root, "hooks");
+  config = path.join(root, "controller.toml");
+  await writeFile(config, "# defaults\n");
+  services = [];
+  children = [];
+});
+
+afterEach(async () => {
+  for (const service of services) await service.stop();
+  for (const child of children) await stopProcess(child);
+  await removeTempDir(root);
+});
+
+async function service(args: string[] = [], machinesDir = machines): Promise<RunningController> {
+  const started = await startControllerProcess(["--config", config, "--machines-dir", machinesDir, "--hooks-dir", hooks, "--listen", "127.0.0.1:0", ...args]);
+  services.push(started);
+  return started;
+}
+
+const stateOf = async (dir: string, name: string) => /state = "(\w+)"/.exec(await readFile(path.join(dir, name, "config.toml"), "utf8"))?.[1];
+
+describe("signals", () => {
+  it("SIGHUP looks at every machine again: a VM that died without a file event is noticed at once", async () => {
+    await writeMachine(machines, "vm", machineToml("vm"));
+    const vm = await startProcess("sleep", ["300"]);
+    children.push(vm);
+    await writeFile(path.join(machines, "vm", "vm.pid"), `${vm.pid}\n`);
+    // No re-check and an hour-long resync: only the SIGHUP can make it look again.
+    await writeFile(config, 'liveness = "pidfile"\nrecheck_interval = "0s"\nresync_interval = "1h"\n');
+    const controller = await service();
+    await waitFor(async () => (await (await fetch(`http://${controller.address}/metrics`)).text()).includes('arcbox_machines{state="running"} 1'), "vm to be observed");
+    await stopProcess(vm);
+    controller.child.kill("SIGHUP");
+    await waitFor(async () => (await stateOf(machines, "vm")) === "stopped", "vm to be recovered after SIGHUP");
+    expect(controller.child.exitCode).toBeNull();
+    expect(controller.logs.some((line) => line.signal === "SIGHUP")).toBe(true);
+  });
+
+  it("a second SIGTERM stops running hooks, waits for them, and exits 130 without leaving a hook behind", async () => {
+    await writeMachine(machines, "vm", machineToml("vm"));
+    const hookPid = path.join(root, "hook.pid");
+    const childPid = path.join(root, "child.pid");
+    await writeHook(hooks, "10-stuck", `sleep 300 & echo $! > '${childPid}'; echo $$ > '${hookPid}'; wait`);
+    await writeFile(config, 'shutdown_timeout = "10m"\nhook_timeout = "10m"\n');
+    const controller = await service();
+    const pid = await waitFor(() => readPidFileIfPresent(hookPid), "the hook to start");
+    const grandchild = await waitFor(() => readPidFileIfPresent(childPid), "the hook's child to start");
+    controller.child.kill("SIGTERM");
+    await waitFor(() => controller.logs.some((line) => line.msg === "shutting down"), "the graceful shutdown to begin");
+    // Still waiting for the hook (shutdown_timeout is 10 minutes)…
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect(controller.child.exitCode).toBeNull();
+    // …until a second signal, more than a second after the first.
+    controller.child.kill("SIGTERM");
+    expect(await controller.stop()).toBe(130);
+    expect(await isProcessGone(pid)).toBe(true);
+    expect(await isProcessGone(grandchild)).toBe(true);
+    expect(await stateOf(machines, "vm")).toBe("running");
+  });
+});
+
+describe("a full disk", () => {
+  it("does not stop the service: failed writes are reported with path and errno, retried, and succeed once space returns", async () => {
+    const full = await mountFullTmpfs(root, async (dir) => {
+      await writeMachine(path.join(dir, "machines"), "web", machineToml("web"));
+    });
+    const dir = path.join(full.dir, "machines");
+    const controller = await service([], dir);
+    try {
+      const failure = await waitFor(() => controller.logs.find((line) => line.msg === "reconcile failed; will retry" && line.machine === "web"), "the failed write to be reported");
+      expect(String(failure.err)).toContain(path.join(dir, "web", "config.toml"));
+      expect(String(failure.err)).toContain("ENOSPC");
+      expect(String(failure.err)).not.toMatch(/ENOSPC: ENOSPC/);
+      await waitFor(() => controller.logs.filter((line) => line.msg === "reconcile failed; will retry" && line.machine === "web").length >= 2, "a retry");
+      expect(await stateOf(dir, "web")).toBe("running");
+      expect((await (await fetch(`http://${controller.address}/healthz`)).status)).toBe(200);
+      await full.free();
+      await waitFor(async () => (await stateOf(dir, "web")) === "stopped", "the recovery once space returned", { timeoutMs: 30_000 });
+    } finally {
+      expect(await controller.stop()).toBe(0);
+      await full.unmount();
+    }
+  });
+});
