@@ -1,0 +1,83 @@
+/**
+ * What the service must never do, checked from outside against the built CLI: write outside the
+ * machines directory, pass its own environment to a hook, hand a config value to a shell, or listen
+ * beyond loopback unless told to.
+ */
+import { readFile, readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runCli, snapshotTree, startControllerProcess } from "../helpers/cli-process.js";
+import { machineToml, writeHook, writeMachine } from "../helpers/machines.js";
+import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
+
+let root: string;
+let machines: string;
+let hooks: string;
+let config: string;
+
+beforeEach(async () => {
+  root = await makeTempDir("security");
+  machines = path.join(root, "machines");
+  hooks = path.join(root, "hooks");
+  config = path.join(root, "controller.toml");
+  await writeFile(config, "# defaults\n");
+});
+afterEach(() => removeTempDir(root));
+
+/** A machine whose every free-text value is a shell injection attempt. */
+function hostileMachine(name: string, canary: string): string {
+  return machineToml(name, { ip: `10.0.0.1$(touch ${canary}-ip)`, extra: `kernel = "\`touch ${canary}-kernel\`"` }).replace(
+    'vm_id = "0d6f2a8e-51c4-4f0b-9e3d-7a2b1c0e9f48"',
+    `vm_id = "x; touch ${canary}-vmid; echo"`,
+  );
+}
+
+describe("the service", () => {
+  it("writes nothing outside the machines directory, passes none of its environment to hooks, and gives no value to a shell", async () => {
+    const canary = path.join(root, "pwned");
+    await writeMachine(machines, "web", hostileMachine("web", canary));
+    const seen = path.join(machines, "web", "hook-saw");
+    // The hook records what it got, inside the machine directory (its working directory).
+    await writeHook(hooks, "10-record", `{ tr '\\0' '\\n' < /proc/$$/environ; echo "argv=$0|$1|$2"; cat; } > hook-saw`);
+    const outside = path.join(root, "outside");
+    await writeFile(outside, "untouched");
+    const around = await snapshotTree(root);
+
+    const secret = "s3cr3t-token-that-must-stay";
+    const result = await runCli(["reconcile", "--config", config, "-d", machines, "--hooks-dir", hooks, "-o", "json"], {
+      ARCBOX_SECRET_TOKEN: secret,
+      AWS_SECRET_ACCESS_KEY: secret,
+      HOME: root,
+    });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ recovered: 1 });
+
+    // Outside the machines directory nothing changed: every path is as it was, nothing new.
+    const after = await snapshotTree(root);
+    for (const [file, before] of around) {
+      if (!file.startsWith(`${machines}${path.sep}`) && file !== machines) expect(after.get(file), file).toBe(before);
+    }
+    const added = [...after.keys()].filter((file) => !around.has(file));
+    expect(added.filter((file) => !file.startsWith(`${machines}${path.sep}`))).toEqual([]);
+
+    // The hook saw the literal values, never ran them, and none of the controller's environment.
+    const saw = await readFile(seen, "utf8");
+    expect(saw).not.toContain(secret);
+    expect(saw).toContain(`ARCBOX_VM_ID=x; touch ${canary}-vmid; echo`);
+    expect(saw).toContain(`ARCBOX_MACHINE_IP=10.0.0.1$(touch ${canary}-ip)`);
+    expect(saw).toContain(`"kernel":"\`touch ${canary}-kernel\`"`);
+    const names = saw.split("\n").filter((line) => /^[A-Z_]+=/.test(line)).map((line) => line.split("=")[0]);
+    expect(names.sort()).toEqual(["ARCBOX_CONFIG", "ARCBOX_HOOK_ACTION", "ARCBOX_MACHINE", "ARCBOX_MACHINE_DIR", "ARCBOX_MACHINE_IP", "ARCBOX_VM_ID", "PATH"]);
+    expect((await readdir(root)).filter((entry) => entry.startsWith("pwned"))).toEqual([]);
+  });
+
+  it("listens on loopback by default", async () => {
+    const service = await startControllerProcess(["--config", config, "--machines-dir", machines, "--hooks-dir", hooks]);
+    try {
+      expect(service.address).toBe("127.0.0.1:9464");
+      await waitFor(async () => (await fetch(`http://${service.address}/healthz`)).ok, "the service to answer");
+    } finally {
+      expect(await service.stop()).toBe(0);
+    }
+  });
+});
