@@ -25,10 +25,12 @@ export interface RunningController {
 
 /**
  * Starts `arcbox-controller run ARGS` with a clean environment and waits for its `listening` line.
- * Throws with the output so far if it exits first.
+ * `wrapper` (e.g. `["unshare", "--mount", ...]`) is a command that gets Node.js and its arguments
+ * appended and must exec them. Throws with the output so far if it exits first.
  */
-export async function startControllerProcess(args: string[]): Promise<RunningController> {
-  const child = spawn(process.execPath, [CLI, "run", ...args], { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
+export async function startControllerProcess(args: string[], { wrapper = [] }: { wrapper?: string[] } = {}): Promise<RunningController> {
+  const [command, ...commandArgs] = [...wrapper, process.execPath, CLI, "run", ...args] as [string, ...string[]];
+  const child = spawn(command, commandArgs, { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
   const logs: Record<string, unknown>[] = [];
   let stderr = "";
   createInterface({ input: child.stdout! }).on("line", (line) => logs.push(JSON.parse(line) as Record<string, unknown>));

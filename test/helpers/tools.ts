@@ -17,11 +17,13 @@ export interface ToolRun {
 
 /**
  * Runs `tool` with `args` (no shell) in `cwd` and resolves when it exits, whatever its exit code.
- * Rejects only when the tool cannot be started at all (e.g. ENOENT).
+ * `env` is added to this process's environment. Rejects only when the tool cannot be started at
+ * all (e.g. ENOENT).
  */
-export function runTool(tool: string, args: string[], options: { cwd?: string } = {}): Promise<ToolRun> {
+export function runTool(tool: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ToolRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(tool, args, { cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const env = options.env === undefined ? undefined : { ...process.env, ...options.env };
+    const child = spawn(tool, args, { cwd: options.cwd, env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));

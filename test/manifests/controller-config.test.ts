@@ -1,9 +1,10 @@
-import { readFile } from "node:fs/promises";
+import { copyFile, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { defaultConfig, loadConfig } from "../../src/controller/config.js";
+import { makeTempDir, removeTempDir } from "../helpers/processes.js";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const examplePath = path.join(repoRoot, "manifests/examples/controller.toml");
@@ -53,4 +54,37 @@ describe("manifests/examples/controller.toml", () => {
       configFile: examplePath,
     });
   });
+});
+
+describe("manifests/examples/user-controller.toml", () => {
+  const userExamplePath = path.join(repoRoot, "manifests/examples/user-controller.toml");
+
+  it("sets only keys of DESIGN §6, each explained by a comment right above it", async () => {
+    const text = await readFile(userExamplePath, "utf8");
+    const keys = Object.keys(parseToml(text));
+    const known = DESIGN_DEFAULTS.map(([key]) => key);
+    expect(keys.filter((key) => !known.includes(key))).toEqual([]);
+    const lines = text.split("\n");
+    for (const key of keys) expect(lines[lines.findIndex((line) => line.startsWith(`${key} = `)) - 1], key).toMatch(/^# \S/);
+  });
+
+  for (const platform of ["linux", "darwin"] as const) {
+    it(`resolves everything inside the directory that holds it (${platform})`, async () => {
+      const arcboxDir = await makeTempDir("user-config");
+      try {
+        const file = path.join(arcboxDir, "controller.toml");
+        await copyFile(userExamplePath, file);
+        const loaded = await loadConfig({ config: file }, {}, platform);
+        expect(loaded).toEqual({
+          ...defaultConfig(platform),
+          machinesDir: path.join(arcboxDir, "machines"),
+          hooksDir: path.join(arcboxDir, "hooks/network.d"),
+          daemonLock: path.join(arcboxDir, "run/daemon.lock"),
+          configFile: file,
+        });
+      } finally {
+        await removeTempDir(arcboxDir);
+      }
+    });
+  }
 });

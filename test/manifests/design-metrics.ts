@@ -26,6 +26,8 @@ export const DESIGN_METRICS: ReadonlyMap<string, "gauge" | "counter" | "histogra
   ["arcbox_watch_events_total", "counter"],
   ["arcbox_last_resync_timestamp_seconds", "gauge"],
   ["arcbox_controller_build_info", "gauge"],
+  ["arcbox_daemon_up", "gauge"],
+  ["arcbox_liveness_probe_errors_total", "counter"],
 ]);
 
 /** Names of the series a metric exposes: a histogram's `_bucket`, `_sum` and `_count`, else itself. */

@@ -12,12 +12,15 @@ import { allowedSeriesNames, DESIGN_METRICS, selectedMetricNames } from "./desig
 const dashboardPath = fileURLToPath(new URL("../../manifests/grafana/arcbox-controller.json", import.meta.url));
 
 const datasourceRef = z.object({ type: z.literal("prometheus"), uid: z.literal("${datasource}") });
+const valueMapping = z.object({ type: z.literal("value"), options: z.record(z.string(), z.object({ text: z.string(), color: z.string().optional() })) });
 const panelSchema = z.object({
   id: z.number(),
   type: z.string(),
   title: z.string().min(1),
+  description: z.string().optional(),
   datasource: datasourceRef.optional(),
   gridPos: z.object({ h: z.number(), w: z.number(), x: z.number(), y: z.number() }),
+  fieldConfig: z.object({ defaults: z.object({ mappings: z.array(valueMapping).optional() }).loose() }).loose().optional(),
   targets: z
     .array(z.object({ refId: z.string(), expr: z.string().min(1), datasource: datasourceRef }))
     .optional(),
@@ -85,6 +88,43 @@ describe("manifests/grafana/arcbox-controller.json", () => {
       .filter(([name, type]) => !used.has(type === "histogram" ? `${name}_bucket` : name))
       .map(([name]) => name);
     expect(missing).toEqual([]);
+  });
+
+  it("lays every panel out on the 24-column grid without overlaps", async () => {
+    const panels = (await loadDashboard()).panels;
+    const cells = new Map<string, string>();
+    for (const panel of panels) {
+      const { x, y, w, h } = panel.gridPos;
+      expect(x + w, `panel "${panel.title}" is wider than the grid`).toBeLessThanOrEqual(24);
+      for (let row = y; row < y + h; row += 1) {
+        for (let column = x; column < x + w; column += 1) {
+          const other = cells.get(`${row}:${column}`);
+          expect(other, `panel "${panel.title}" overlaps "${other}"`).toBeUndefined();
+          cells.set(`${row}:${column}`, panel.title);
+        }
+      }
+    }
+    // Panels are listed in reading order, as Grafana saves them.
+    const order = panels.map((panel) => panel.gridPos.y * 24 + panel.gridPos.x);
+    expect(order).toEqual([...order].sort((a, b) => a - b));
+  });
+
+  it("shows the arcbox daemon as up or down, what its being down leaves running, and failed probes", async () => {
+    const dashboard = await loadDashboard();
+    const selecting = (name: string) =>
+      dashboard.panels.filter((panel) => (panel.targets ?? []).some((target) => selectedMetricNames(target.expr).includes(name)));
+    const daemonPanel = selecting("arcbox_daemon_up").find((panel) => panel.type === "state-timeline");
+    expect(daemonPanel, "no state timeline of arcbox_daemon_up").toBeDefined();
+    const mapped = Object.fromEntries(
+      (daemonPanel?.fieldConfig?.defaults.mappings ?? []).flatMap((mapping) => Object.entries(mapping.options).map(([value, { text }]) => [value, text])),
+    );
+    expect(mapped).toEqual({ 0: "down", 1: "up" });
+    // What ArcboxDaemonDownWithRunningMachines looks at: running machines while the daemon is down.
+    const leftRunning = queries(dashboard).filter(
+      ({ expr }) => expr.includes('state="running"') && /arcbox_daemon_up\{[^}]*\} == 0/.test(expr) && selectedMetricNames(expr).includes("arcbox_machines"),
+    );
+    expect(leftRunning.map(({ where }) => where), "no panel shows the running machines while the daemon is down").toHaveLength(1);
+    expect(selecting("arcbox_liveness_probe_errors_total").map((panel) => panel.type)).toEqual(["timeseries"]);
   });
 
   it("computes latency quantiles from _bucket rates grouped by le", async () => {

@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseToml } from "smol-toml";
@@ -7,6 +7,12 @@ import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { loadConfig, parseDuration, type ConfigFlags } from "../../src/controller/config.js";
 import { parseListenAddress } from "../../src/metrics/listen-address.js";
+import { startControllerProcess } from "../helpers/cli-process.js";
+import { startStandInDaemon } from "../helpers/daemon.js";
+import { machineToml, writeMachine } from "../helpers/machines.js";
+import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
+import { requireToolOrSkip } from "../helpers/prometheus.js";
+import { parseExposition, valueOf } from "../metrics/exposition-parser.js";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const kubernetesDir = path.join(repoRoot, "manifests/kubernetes");
@@ -45,7 +51,14 @@ const daemonSetSchema = z.object({
               readOnlyRootFilesystem: z.literal(true),
               capabilities: z.object({ drop: z.array(z.string()), add: z.array(z.string()).optional() }),
             }),
-            volumeMounts: z.array(z.object({ name: z.string(), mountPath: z.string(), readOnly: z.boolean().optional() })),
+            volumeMounts: z.array(
+              z.object({
+                name: z.string(),
+                mountPath: z.string(),
+                readOnly: z.boolean().optional(),
+                mountPropagation: z.enum(["None", "HostToContainer", "Bidirectional"]).optional(),
+              }),
+            ),
           }),
         ),
         volumes: z.array(
@@ -59,6 +72,9 @@ const daemonSetSchema = z.object({
     }),
   }),
 });
+
+type PodSpec = z.infer<typeof daemonSetSchema>["spec"]["template"]["spec"];
+type Container = PodSpec["containers"][number];
 
 const podMonitorSchema = z.object({
   apiVersion: z.literal("monitoring.coreos.com/v1"),
@@ -98,10 +114,33 @@ async function loadManifests() {
   const daemonSet = daemonSetSchema.parse(documents.find((document) => (document as { kind?: string }).kind === "DaemonSet"));
   const [podMonitorDocument] = await readDocuments("podmonitor.yaml");
   const podMonitor = podMonitorSchema.parse(podMonitorDocument);
-  const pod = daemonSet.spec.template.spec;
-  const container = pod.containers[0];
+  const pod: PodSpec = daemonSet.spec.template.spec;
+  const container: Container | undefined = pod.containers[0];
   if (container === undefined) throw new Error("daemonset.yaml: the DaemonSet has no container");
   return { documents, kinds, daemonSet, podMonitor, pod, container };
+}
+
+/** The controller configuration the container's `run` arguments give. */
+async function containerConfig(args: string[]) {
+  const flags: ConfigFlags = {};
+  for (const [flag, value] of runOptions(args)) flags[RUN_FLAGS[flag] as keyof ConfigFlags] = value;
+  return loadConfig(flags, {}, "linux");
+}
+
+/**
+ * Where `containerPath` comes from on the node, as the kubelet mounts the pod's volumes: the
+ * deepest mount that contains it decides. Fails when no hostPath volume covers it.
+ */
+function hostSource(pod: PodSpec, container: Container, containerPath: string) {
+  const covering = container.volumeMounts
+    .filter((mount) => containerPath === mount.mountPath || containerPath.startsWith(`${mount.mountPath.replace(/\/$/, "")}/`))
+    .sort((a, b) => b.mountPath.length - a.mountPath.length);
+  const mount = covering[0];
+  expect(mount, `no volume is mounted over ${containerPath}`).toBeDefined();
+  const volume = pod.volumes.find((candidate) => candidate.name === mount?.name);
+  expect(volume?.hostPath, `${containerPath} is not on a hostPath volume`).toBeDefined();
+  const rest = containerPath.slice((mount?.mountPath ?? "").length);
+  return { mount: mount!, hostPath: `${volume?.hostPath?.path ?? ""}${rest}` };
 }
 
 /** The `run` arguments as flag → value; fails on a flag DESIGN §5 does not define for `run`. */
@@ -132,11 +171,24 @@ describe("manifests/kubernetes", () => {
   it("runs with options the controller's config loader accepts", async () => {
     const { container } = await loadManifests();
     expect(container.command).toEqual(["arcbox-controller"]);
-    const flags: ConfigFlags = {};
-    for (const [flag, value] of runOptions(container.args)) flags[RUN_FLAGS[flag] as keyof ConfigFlags] = value;
-    const config = await loadConfig(flags, {});
+    const config = await containerConfig(container.args);
     expect(config.machinesDir).toBe("/var/lib/arcbox/machines");
-    expect(config.liveness).toBe("pidfile");
+    expect(config.liveness).toBe("daemon");
+    expect(config.daemonLock).toBe("/var/lib/arcbox/run/daemon.lock");
+  });
+
+  it("shows the node's arcbox daemon lock at the same path, read-only, and its machines read-write", async () => {
+    const { pod, container } = await loadManifests();
+    const config = await containerConfig(container.args);
+    const lock = hostSource(pod, container, config.daemonLock);
+    expect(lock.hostPath, "the pod must probe the node's own lock").toBe(config.daemonLock);
+    expect(lock.mount.readOnly, "the probe never writes: the data directory is mounted read-only").toBe(true);
+    // A mount of run/ alone would keep a deleted directory if the daemon recreated it.
+    expect(lock.mount.mountPath).toBe(path.dirname(path.dirname(config.daemonLock)));
+    expect(lock.mount.mountPropagation).toBe("HostToContainer");
+    const machines = hostSource(pod, container, path.join(config.machinesDir, "web/config.toml"));
+    expect(machines.hostPath).toBe(path.join(config.machinesDir, "web/config.toml"));
+    expect(machines.mount.readOnly ?? false).toBe(false);
   });
 
   it("mounts the host's machines directory read-write and its hooks directory read-only at the given paths", async () => {
@@ -168,9 +220,10 @@ describe("manifests/kubernetes", () => {
     expect(podMonitor.spec.podMetricsEndpoints).toEqual([expect.objectContaining({ port: "metrics", path: "/metrics" })]);
   });
 
-  it("uses the host pid namespace, a minimal security context and a grace period above shutdown_timeout", async () => {
+  it("uses the host pid namespace only for pidfile liveness, a minimal security context and a grace period above shutdown_timeout", async () => {
     const { pod, container } = await loadManifests();
-    expect(pod.hostPID, "pidfile liveness needs host pids").toBe(true);
+    const config = await containerConfig(container.args);
+    expect(pod.hostPID ?? false, "host pids are needed by pidfile liveness, and only by it").toBe(config.liveness === "pidfile");
     expect(container.securityContext.capabilities.drop).toEqual(["ALL"]);
     expect(container.securityContext.capabilities.add).toBeUndefined();
     const example = parseToml(await readFile(path.join(repoRoot, "manifests/examples/controller.toml"), "utf8"));
@@ -189,4 +242,68 @@ describe("manifests/kubernetes", () => {
     expect(podLabels[podMonitor.spec.jobLabel]).toBe(scrape.scrape_configs[0]?.job_name);
     expect(podLabels[podMonitor.spec.jobLabel]).toBe("arcbox-controller");
   });
+});
+
+describe("the DaemonSet's volumes mounted as the kubelet mounts them", () => {
+  /**
+   * The pod's view is built in a new user and mount namespace (as a container runtime does with
+   * bind mounts): a tmpfs over /var/lib, then every volume mounted under /var/lib bound from a
+   * temp "node" directory, parents first, read-only where the manifest says so. The controller
+   * runs there with the container's own arguments; the stand-in arcbox daemon runs outside it, on
+   * the node's side of the bind mounts.
+   */
+  requireToolOrSkip(
+    "unshare",
+    "the pod's controller leaves machines alone while the node's daemon holds its lock, and recovers them when it dies",
+    async (unshare) => {
+      const { pod, container } = await loadManifests();
+      const config = await containerConfig(container.args);
+      const node = await makeTempDir("k8s-node");
+      expect(node.startsWith("/var/lib/"), "the temp directory must not lie under the /var/lib the test covers").toBe(false);
+      const hooksDir = await makeTempDir("k8s-hooks");
+      try {
+        const mounts = container.volumeMounts
+          .filter((mount) => mount.mountPath.startsWith("/var/lib/"))
+          .sort((a, b) => a.mountPath.split("/").length - b.mountPath.split("/").length);
+        const script = ["mount -t tmpfs -o mode=0755 tmpfs /var/lib"];
+        for (const mount of mounts) {
+          const source = `${node}${hostSource(pod, container, mount.mountPath).hostPath}`;
+          await mkdir(source, { recursive: true }); // hostPath type DirectoryOrCreate
+          script.push(`mkdir -p '${mount.mountPath}'`, `mount --bind ${mount.readOnly ? "-o ro " : ""}'${source}' '${mount.mountPath}'`);
+        }
+        script.push('exec "$0" "$@"');
+        await writeMachine(`${node}${config.machinesDir}`, "web", machineToml("web"));
+        const daemon = await startStandInDaemon(`${node}${config.daemonLock}`);
+
+        // The container's arguments, but a free loopback port and an empty hooks directory of the test's own.
+        const options = runOptions(container.args);
+        options.set("--listen", "127.0.0.1:0");
+        options.set("--hooks-dir", hooksDir);
+        const controller = await startControllerProcess([...options].flat(), {
+          wrapper: [unshare, "--user", "--map-root-user", "--mount", "sh", "-euc", script.join("\n")],
+        });
+        const hostConfig = `${node}${config.machinesDir}/web/config.toml`;
+        try {
+          const metrics = async () => parseExposition(await (await fetch(`http://${controller.address}/metrics`)).text());
+          await waitFor(async () => {
+            const scraped = await metrics();
+            return valueOf(scraped, "arcbox_daemon_up") === 1 && valueOf(scraped, "arcbox_reconcile_total", { result: "success" }) >= 1;
+          }, "web reconciled with the node's daemon seen as up");
+          expect(await readFile(hostConfig, "utf8")).toContain('state = "running"');
+          expect(await daemon.stillHoldsLock(), "the probe through the mount must not take the daemon's lock").toBe(true);
+
+          await daemon.kill();
+          await waitFor(async () => (await readFile(hostConfig, "utf8")).includes('state = "stopped"'), "web recovered on the node");
+          const recovered = controller.logs.find((line) => line.msg === "machine recovered");
+          expect(String(recovered?.reason)).toContain("the arcbox daemon is not running");
+        } finally {
+          await daemon.kill();
+          expect(await controller.stop(), controller.stderr()).toBe(0);
+        }
+      } finally {
+        await removeTempDir(node);
+        await removeTempDir(hooksDir);
+      }
+    },
+  );
 });

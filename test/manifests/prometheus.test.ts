@@ -52,6 +52,8 @@ const EXPECTED_ALERTS = [
   "ArcboxRecoveriesFailing",
   "ArcboxReconcileErrorRatioHigh",
   "ArcboxMachinesNeedingRecovery",
+  "ArcboxDaemonDownWithRunningMachines",
+  "ArcboxLivenessProbeErrors",
   "ArcboxInvalidMachineConfigs",
   "ArcboxWorkQueueBacklog",
   "ArcboxWorkQueueStuck",
@@ -145,7 +147,7 @@ describe("manifests/prometheus structure", () => {
         used.add(name);
       }
     }
-    expect([...used]).toContain("arcbox_last_resync_timestamp_seconds");
+    expect([...used]).toEqual(expect.arrayContaining(["arcbox_last_resync_timestamp_seconds", "arcbox_daemon_up", "arcbox_liveness_probe_errors_total"]));
   });
 
   it("alerts.test.yml tests every alert both firing and not firing", async () => {
