@@ -3,7 +3,7 @@
  * util-linux's flock(1), a second, independent implementation of the same system call.
  */
 import { spawn } from "node:child_process";
-import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { probeDaemon } from "../../src/host/daemon-probe.js";
@@ -77,6 +77,54 @@ describe("probeDaemon", () => {
       await stopProcess(holder);
     }
     expect(probeDaemon(lockPath).alive).toBe(false);
+  });
+
+  it.each([
+    ["4242\n", 4242],
+    [" 17 \n", 17],
+    ["", undefined],
+    ["0\n", undefined],
+    ["12x\n", undefined],
+    ["x12\n", undefined],
+    ["99999999999\n", undefined],
+  ])("reads the holder's pid from the lock file only when it is one (%j)", async (content, pid) => {
+    await mkdir(path.dirname(lockPath), { recursive: true });
+    await writeFile(lockPath, content);
+    const holder = spawn("flock", ["--exclusive", "--nonblock", "--no-fork", lockPath, "sleep", "300"], { stdio: "ignore" });
+    try {
+      const status = await waitFor(() => {
+        const probed = probeDaemon(lockPath);
+        return probed.alive && probed;
+      }, "flock(1) to take the lock");
+      expect(status.pid).toBe(pid);
+      expect(status.reason).toBe(pid === undefined ? "the arcbox daemon is running" : `the arcbox daemon is running (pid ${pid})`);
+    } finally {
+      await stopProcess(holder);
+    }
+  });
+
+  it("counts a lock path it cannot open (a symlink loop) as alive, with the error, in this process", async () => {
+    await mkdir(path.dirname(lockPath), { recursive: true });
+    await symlink(lockPath, lockPath);
+    const status = probeDaemon(lockPath);
+    expect(status).toMatchObject({ alive: true, error: { code: "ELOOP" } });
+    expect(status.error?.message).toContain(lockPath);
+    expect(status.reason).toBe("the arcbox daemon is assumed to be running (probe failed: ELOOP)");
+  });
+
+  it("counts a lock path that is a directory as alive when it is locked, dead when not", async () => {
+    await mkdir(lockPath, { recursive: true });
+    expect(probeDaemon(lockPath).alive).toBe(false);
+    const holder = spawn("flock", ["--exclusive", "--nonblock", "--no-fork", lockPath, "sleep", "300"], { stdio: "ignore" });
+    try {
+      const status = await waitFor(() => {
+        const probed = probeDaemon(lockPath);
+        return probed.alive && probed;
+      }, "flock(1) to lock the directory");
+      expect(status.pid).toBeUndefined();
+    } finally {
+      await stopProcess(holder);
+    }
   });
 
   it("never blocks a daemon that starts right after a probe, nor a second prober", async () => {
