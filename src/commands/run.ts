@@ -75,7 +75,7 @@ async function serve(config: ControllerConfig, logger: Logger, metrics: Controll
   try {
     await controller.start();
   } catch (error) {
-    await server.close();
+    await server.close(config.shutdownTimeoutMs);
     logger.fatal({ err: (error as Error).message }, "cannot start");
     process.stderr.write(`arcbox-controller: cannot start: ${(error as Error).message}\n`);
     return 1;
@@ -83,7 +83,8 @@ async function serve(config: ControllerConfig, logger: Logger, metrics: Controll
 
   await stopped;
   const drained = await controller.stop();
-  await server.close();
+  // Whatever the clients do (idle connections, a request never finished), this ends in time.
+  await server.close(config.shutdownTimeoutMs);
   logger.info({ drained }, "stopped");
   return 0;
 }

@@ -1,9 +1,11 @@
 import { Agent, request } from "node:http";
+import { Gauge } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { ControllerMetrics } from "../../src/metrics/controller-metrics.js";
 import type { HealthSource } from "../../src/metrics/health.js";
 import { MetricsServerError, startMetricsServer } from "../../src/metrics/http-server.js";
 import { ListenAddressError } from "../../src/metrics/listen-address.js";
+import { exchange, openIdleConnections, openSocket, socketClosed, statusOf } from "../helpers/raw-http.js";
 import { captureLogger, startTestServer, type TestServer } from "./server-fixture.js";
 
 let server: TestServer | undefined;
@@ -195,3 +197,68 @@ describe("metrics HTTP server", () => {
     server = undefined;
   });
 });
+
+describe("metrics HTTP server under hostile clients (real sockets)", () => {
+  it("answers 400 to request targets that are no URL, and goes on serving", async () => {
+    const s = await start();
+    for (const target of ["http://[", "*", "ftp://x/metrics", "http://%zz/"]) {
+      const { response } = await exchange(s.server.address, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      expect(statusOf(response), target).toBe(400);
+      expect(response).toContain("400 bad request target");
+    }
+    // Origin-form targets stay paths: `//metrics` names no host.
+    expect(statusOf((await exchange(s.server.address, "GET //metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).response)).toBe(404);
+    // Absolute-form is valid HTTP/1.1.
+    expect(statusOf((await exchange(s.server.address, "GET http://x/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).response)).toBe(200);
+    expect((await fetch(s.url("/metrics"))).status).toBe(200);
+    expect(s.logs.filter((l) => l.level >= 50)).toEqual([]);
+  });
+
+  it("close() drops a half-sent request at once instead of waiting for the client", async () => {
+    const s = await start();
+    const half = await openSocket(s.server.address);
+    const closedByServer = socketClosed(half);
+    half.write("GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    // A bound far longer than the test may run: only dropping the connection lets close() resolve.
+    await s.server.close(3_600_000);
+    await closedByServer;
+    server = undefined;
+  });
+
+  it("close() destroys a connection whose answer never comes once the bound given passes", async () => {
+    const s = await start();
+    let collecting: () => void = () => undefined;
+    const scrapeStarted = new Promise<void>((resolve) => (collecting = resolve));
+    new Gauge({
+      name: "test_never_collected",
+      help: "A collect that never finishes, standing in for a stuck handler.",
+      registers: [s.metrics.registry],
+      collect: () => {
+        collecting();
+        return new Promise<void>(() => undefined);
+      },
+    });
+    const stuck = exchange(s.server.address, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    await scrapeStarted;
+    await s.server.close(200);
+    const { response } = await stuck;
+    expect(response).toBe("");
+    server = undefined;
+  });
+
+  it("1,000 idle connections neither stop it serving nor hold close()", async () => {
+    const s = await start();
+    const idle = await openIdleConnections(s.server.address, 1000);
+    try {
+      expect((await fetch(s.url("/healthz"))).status).toBe(200);
+      expect((await fetch(s.url("/metrics"))).status).toBe(200);
+      const allClosed = Promise.all(idle.map(socketClosed));
+      await s.server.close(3_600_000);
+      await allClosed;
+    } finally {
+      for (const socket of idle) socket.destroy();
+    }
+    server = undefined;
+  });
+});
+
