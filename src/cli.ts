@@ -24,10 +24,11 @@ Options (flags beat environment, which beats the config file, which beats defaul
   -c, --config FILE           controller config (TOML); default /etc/arcbox/controller.toml if present
   -d, --machines-dir DIR      machines directory (ARCBOX_MACHINES_DIR; default ~/.arcbox/machines)
       --hooks-dir DIR         network hooks (ARCBOX_HOOKS_DIR; default /etc/arcbox/hooks/network.d)
-      --liveness pidfile|none how to tell that a VM is alive (default pidfile)
+      --liveness daemon|pidfile|none   how to tell that a VM is alive (default daemon)
       --listen HOST:PORT      metrics address for run (ARCBOX_LISTEN; default 127.0.0.1:9464)
       --workers N             machines reconciled at once (default 4)
       --log-level LEVEL       trace|debug|info|warn|error (default info)
+      --log-format json|pretty  log lines (default: pretty on a terminal, json otherwise)
   -o, --output FORMAT         table|json for get, text|json for reconcile
 
 Exit codes: 0 success; 1 a machine failed or a config is invalid; 2 usage or configuration error.
@@ -51,6 +52,7 @@ async function main(argv: string[]): Promise<number> {
         listen: { type: "string" },
         workers: { type: "string" },
         "log-level": { type: "string" },
+        "log-format": { type: "string" },
         output: { type: "string", short: "o" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
@@ -91,6 +93,7 @@ async function main(argv: string[]): Promise<number> {
     listen: values.listen,
     workers: values.workers,
     logLevel: values["log-level"],
+    logFormat: values["log-format"],
   };
   let config;
   try {

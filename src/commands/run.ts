@@ -14,7 +14,7 @@ import { startMetricsServer } from "../metrics/http-server.js";
 import { VERSION } from "../version.js";
 
 export async function runService(config: ControllerConfig): Promise<number> {
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   const metrics = new ControllerMetrics({ perMachineMetrics: config.perMachineMetrics, version: VERSION, daemonLiveness: config.liveness === "daemon" });
 
   // The lock comes first: a second controller is refused naming the first, before anything else
