@@ -9,6 +9,7 @@ import type { ControllerConfig } from "../controller/config.js";
 import { Controller } from "../controller/controller.js";
 import { acquireInstanceLock, LockHeldError, type InstanceLock } from "../host/instance-lock.js";
 import { createLogger } from "../log.js";
+import { ActivityLog } from "../metrics/activity.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { startMetricsServer } from "../metrics/http-server.js";
 import { VERSION } from "../version.js";
@@ -44,10 +45,11 @@ export async function runService(config: ControllerConfig): Promise<number> {
 }
 
 async function serve(config: ControllerConfig, logger: Logger, metrics: ControllerMetrics, instanceLock: InstanceLock): Promise<number> {
-  const controller = new Controller({ config, logger, metrics, instanceLock });
+  const activity = new ActivityLog();
+  const controller = new Controller({ config, logger, metrics, instanceLock, activity });
   let server;
   try {
-    server = await startMetricsServer({ listen: config.listen, metrics, health: controller, logger });
+    server = await startMetricsServer({ listen: config.listen, metrics, health: controller, logger, activity });
   } catch (error) {
     logger.fatal({ err: (error as Error).message, listen: config.listen }, "cannot serve metrics");
     process.stderr.write(`arcbox-controller: cannot listen on ${config.listen}: ${(error as Error).message}\n`);

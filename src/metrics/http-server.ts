@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
+import type { ActivityLog } from "./activity.js";
 import type { ControllerMetrics } from "./controller-metrics.js";
 import { renderHealthReport, type HealthCheck, type HealthSource } from "./health.js";
 import { renderLandingPage } from "./landing-page.js";
@@ -20,6 +21,8 @@ export interface MetricsServerOptions {
   metrics: ControllerMetrics;
   health: HealthSource;
   logger: Logger;
+  /** The record of recent activity: shown on the landing page and served at `/activity`. */
+  activity?: ActivityLog;
 }
 
 /** A running metrics server. */
@@ -54,6 +57,7 @@ export const SERVER_TIMEOUTS = {
   connectionsCheckingInterval: 2_000,
 } as const;
 const TEXT = "text/plain; charset=utf-8";
+const NO_STORE = { "Cache-Control": "no-store" };
 
 interface Reply {
   status: number;
@@ -63,12 +67,13 @@ interface Reply {
 }
 
 /**
- * Serves /metrics, /healthz, /readyz and a landing page on `options.listen`. Logs a warning when the
+ * Serves /metrics, /healthz, /readyz, a landing page and, given an activity record, /activity (JSON)
+ * on `options.listen`. Logs a warning when the
  * bound address is not loopback. Rejects with ListenAddressError for a malformed address and with
  * MetricsServerError when the address cannot be bound (in use, not local, no permission).
  */
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
-  const { metrics, health, logger } = options;
+  const { metrics, health, logger, activity } = options;
   const { host, port } = parseListenAddress(options.listen);
   let closing = false;
 
@@ -81,10 +86,25 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       () => ({
         status: 200,
         contentType: "text/html; charset=utf-8",
-        body: renderLandingPage(metrics.version, metrics.machines()),
+        body: renderLandingPage({
+          version: metrics.version,
+          machines: metrics.machines(),
+          daemon: metrics.daemonLiveness ? daemonText(metrics.daemonStatus) : undefined,
+          activity: activity?.recent(),
+          activityRecorded: activity?.recorded,
+        }),
+        headers: NO_STORE,
       }),
     ],
   ]);
+  if (activity) {
+    routes.set("/activity", () => ({
+      status: 200,
+      contentType: "application/json; charset=utf-8",
+      body: `${JSON.stringify(activity.snapshot())}\n`,
+      headers: NO_STORE,
+    }));
+  }
 
   function healthReply(endpoint: string, checks: () => HealthCheck[], url: URL): Reply {
     let list: HealthCheck[];
@@ -95,7 +115,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       list = [{ name: "health-source", ok: false, detail: errorMessage(error) }];
     }
     const report = renderHealthReport(endpoint, list, url.searchParams.has("verbose"));
-    return { status: report.status, contentType: TEXT, body: report.body, headers: { "Cache-Control": "no-store" } };
+    return { status: report.status, contentType: TEXT, body: report.body, headers: NO_STORE };
   }
 
   /** Answers one request; never rejects (any failure becomes a 4xx or 500 reply). */
@@ -217,6 +237,10 @@ function requestUrl(target: string | undefined): URL | undefined {
   if (!URL.canParse(text)) return undefined;
   const url = new URL(text);
   return url.protocol === "http:" || url.protocol === "https:" ? url : undefined;
+}
+
+function daemonText(up: boolean | undefined): "up" | "down" | "unknown" {
+  return up === undefined ? "unknown" : up ? "up" : "down";
 }
 
 function errorMessage(error: unknown): string {

@@ -1,6 +1,7 @@
 import { Agent, request } from "node:http";
 import { Gauge } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
+import { ActivityLog } from "../../src/metrics/activity.js";
 import { ControllerMetrics } from "../../src/metrics/controller-metrics.js";
 import type { HealthSource } from "../../src/metrics/health.js";
 import { MetricsServerError, startMetricsServer } from "../../src/metrics/http-server.js";
@@ -138,7 +139,7 @@ describe("metrics HTTP server", () => {
 
   it("serves a landing page linking the endpoints and listing machines, HTML-escaped", async () => {
     const s = await start();
-    s.metrics.setMachine("web-1", "running", true);
+    s.metrics.setMachine("web-1", "running", true, false);
     s.metrics.setMachine("<script>alert('x')</script>&", "invalid", false);
     const response = await fetch(s.url("/"));
     expect(response.status).toBe(200);
@@ -146,12 +147,45 @@ describe("metrics HTTP server", () => {
     const html = await response.text();
     expect(html).toContain("<title>arcbox-controller</title>");
     for (const link of ['href="metrics"', 'href="healthz"', 'href="readyz?verbose"']) expect(html).toContain(link);
-    expect(html).toContain("<tr><td>web-1</td><td>running</td><td>yes</td></tr>");
+    expect(html).toContain('<tr class="attention"><td>web-1</td><td>running</td><td>no</td><td>yes</td></tr>');
     expect(html).toContain(
-      "<tr><td>&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62;&#38;</td><td>invalid</td><td>no</td></tr>",
+      '<tr class="invalid"><td>&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62;&#38;</td><td>invalid</td><td>—</td><td>no</td></tr>',
     );
     expect(html).not.toContain("<script>");
     expect(html).toContain("1.2.3-test");
+    // No activity record and no daemon liveness: neither is mentioned, and /activity does not exist.
+    expect(html).not.toContain("Recent activity");
+    expect(html).not.toContain("arcbox daemon");
+    expect((await fetch(s.url("/activity"))).status).toBe(404);
+  });
+
+  it("serves the activity record as JSON at /activity and on the page, newest first; shows the daemon's status", async () => {
+    const activity = new ActivityLog();
+    server = await startTestServer({ activity, daemonLiveness: true });
+    const s = server;
+    expect(await (await fetch(s.url("/"))).text()).toContain("arcbox daemon: <strong>not probed yet</strong>");
+    activity.record({ kind: "recovered", machine: "web", reason: "daemon is down", hooks: ["10-net"], duration_ms: 5 });
+    activity.record({ kind: "failed", machine: "db", attempt: 1, retry_in_ms: 100, err: "hook failed", hook: "10-net", exit_code: 1 });
+    s.metrics.daemonUp(false);
+
+    const response = await fetch(s.url("/activity"));
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("application/json; charset=utf-8");
+    expect(response.headers.get("cache-control")).toBe("no-store");
+    const body = (await response.json()) as { capacity: number; recorded: number; events: Array<Record<string, unknown>> };
+    expect(body).toMatchObject({ capacity: 300, recorded: 2 });
+    expect(body.events.map((e) => [e.seq, e.kind, e.machine])).toEqual([
+      [2, "failed", "db"],
+      [1, "recovered", "web"],
+    ]);
+    expect(body.events[0]).toMatchObject({ hook: "10-net", exit_code: 1, attempt: 1, retry_in_ms: 100 });
+    expect(typeof body.events[0]!.time).toBe("string");
+
+    const html = await (await fetch(s.url("/"))).text();
+    expect(html).toContain("arcbox daemon: <strong>down</strong>");
+    expect(html.indexOf('data-machine="db"')).toBeGreaterThan(html.indexOf("<h2>Recent activity</h2>"));
+    expect(html.indexOf('data-machine="db"')).toBeLessThan(html.indexOf('data-machine="web"'));
+    expect((await rawRequest(s.url("/activity"), "POST")).status).toBe(405);
   });
 
   it("answers 404 for unknown paths and 405 with Allow for other methods", async () => {
