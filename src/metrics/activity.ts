@@ -1,7 +1,9 @@
 /**
  * The record of what the controller did recently (recoveries, failures, invalid configs, the arcbox
- * daemon going up or down), for the landing page and tools. It keeps the newest few hundred events
- * in a ring: memory stays bounded however long the controller runs.
+ * daemon going up or down), for the landing page and tools. It keeps the newest few hundred entries
+ * in a ring: memory stays bounded however long the controller runs. A failure that repeats the
+ * newest entry (the same machine failing the same way on every retry) is counted in that entry
+ * instead of pushing older history out.
  */
 
 /** The hook, exit and output details of a failed reconcile, as the log line carries them. */
@@ -24,14 +26,18 @@ export type ActivityEvent =
   | { kind: "invalid"; machine: string; err: string; path?: string }
   | { kind: "daemon"; up: boolean; reason: string };
 
-/** A recorded event: numbered from 1 in the order recorded, with the time it was recorded (ISO 8601, UTC). */
-export type ActivityEntry = ActivityEvent & { seq: number; time: string };
+/**
+ * A recorded event: numbered from 1 in the order recorded, with the time it last happened (ISO 8601,
+ * UTC), how often it happened in a row (`count`, from `first_time` on) and, for a repeated failure,
+ * the latest attempt's details.
+ */
+export type ActivityEntry = ActivityEvent & { seq: number; time: string; count: number; first_time: string };
 
 /** The JSON document of `GET /activity`. */
 export interface ActivitySnapshot {
   /** How many events the record keeps. */
   capacity: number;
-  /** Events recorded since start-up, including those no longer kept. */
+  /** Entries recorded since start-up, including those no longer kept. */
   recorded: number;
   /** The kept events, newest first. */
   events: ActivityEntry[];
@@ -54,7 +60,7 @@ export class ActivityLog {
   readonly capacity: number;
   readonly #ring: (ActivityEntry | undefined)[];
   readonly #now: () => Date;
-  /** Events recorded so far; the next one goes to slot `#recorded % capacity`. */
+  /** Entries recorded so far; the next one goes to slot `#recorded % capacity`. */
   #recorded = 0;
 
   /** Throws a RangeError when `capacity` is not a positive integer. */
@@ -69,18 +75,28 @@ export class ActivityLog {
   }
 
   /**
-   * Records an event, dropping the oldest one when full. Long texts are cut to
-   * {@link MAX_ACTIVITY_TEXT} characters and arrays are copied, so an entry never holds more than
-   * that. Returns the entry as kept. Never fails.
+   * Records an event, dropping the oldest entry when full; a failure repeating the newest entry
+   * (same machine, same error) updates that entry instead. Long texts are cut to
+   * {@link MAX_ACTIVITY_TEXT} characters and arrays copied (at most 64 items), so an entry never
+   * holds more than that. Returns the entry as kept. Never fails.
    */
   record(event: ActivityEvent): ActivityEntry {
-    const entry = { ...bounded(event), seq: this.#recorded + 1, time: this.#now().toISOString() } as ActivityEntry;
+    const kept = bounded(event);
+    const time = this.#now().toISOString();
+    const newestSlot = (this.#recorded - 1) % this.capacity;
+    const newest = this.#recorded > 0 ? this.#ring[newestSlot] : undefined;
+    if (kept.kind === "failed" && newest?.kind === "failed" && newest.machine === kept.machine && newest.err === kept.err) {
+      const repeated = { ...kept, seq: newest.seq, time, count: newest.count + 1, first_time: newest.first_time } as ActivityEntry;
+      this.#ring[newestSlot] = repeated;
+      return repeated;
+    }
+    const entry = { ...kept, seq: this.#recorded + 1, time, count: 1, first_time: time } as ActivityEntry;
     this.#ring[this.#recorded % this.capacity] = entry;
     this.#recorded += 1;
     return entry;
   }
 
-  /** Events recorded since start-up, including those no longer kept. */
+  /** Entries recorded since start-up, including those no longer kept. */
   get recorded(): number {
     return this.#recorded;
   }

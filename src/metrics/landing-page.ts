@@ -90,7 +90,10 @@ function activityItem(entry: ActivityEntry): string {
     }
     case "failed": {
       const stderr = entry.stderr ? `<pre>${escapeHtml(entry.stderr.trimEnd())}</pre>` : "";
-      return `${open("failed", entry.machine)}${machine(entry.machine)}: <span class="detail">${escapeHtml(entry.err)}</span> <span class="muted">(attempt ${entry.attempt}, retry in ${entry.retry_in_ms} ms)</span>${stderr}</li>`;
+      // The error names the machine first (`db: recovery failed: …`); the line already does.
+      const err = entry.err.startsWith(`${entry.machine}: `) ? entry.err.slice(entry.machine.length + 2) : entry.err;
+      const repeats = entry.count > 1 ? `${entry.count} times since ${escapeHtml(entry.first_time.replace("T", " "))}, ` : "";
+      return `${open("failed", entry.machine)}${machine(entry.machine)}: <span class="detail">${escapeHtml(err)}</span> <span class="muted">(${repeats}attempt ${entry.attempt}, retry in ${entry.retry_in_ms} ms)</span>${stderr}</li>`;
     }
     case "invalid":
       return `${open("invalid config", entry.machine)}${machine(entry.machine)}: <span class="detail">${escapeHtml(entry.err)}</span></li>`;

@@ -58,6 +58,34 @@ describe("activity record", () => {
     expect(kept.kind === "recovered" && kept.hooks).toEqual(["10-net"]);
   });
 
+  it("counts a failure repeating the newest entry in that entry, with the latest attempt; anything else is a new entry", () => {
+    let clock = Date.parse("2026-04-27T04:00:00.000Z");
+    const log = new ActivityLog({ now: () => new Date((clock += 1000)) });
+    const failure = (machine: string, attempt: number, err = "db: recovery failed: exit code 3"): ActivityEvent => ({
+      kind: "failed",
+      machine,
+      attempt,
+      retry_in_ms: 100 * 2 ** (attempt - 1),
+      err,
+    });
+    log.record(failure("db", 1));
+    log.record(failure("db", 2));
+    const third = log.record(failure("db", 3));
+    expect(third).toMatchObject({ seq: 1, count: 3, attempt: 3, retry_in_ms: 400, first_time: "2026-04-27T04:00:01.000Z", time: "2026-04-27T04:00:03.000Z" });
+    expect(log.recent()).toEqual([third]);
+    expect(log.recorded).toBe(1);
+    // Another error, another machine, or anything in between: new entries.
+    log.record(failure("db", 4, "db: recovery failed: exit code 4"));
+    log.record(failure("web", 1));
+    log.record(failure("db", 5, "db: recovery failed: exit code 4"));
+    expect(log.recent().map((e) => [e.seq, "machine" in e ? e.machine : null, e.count])).toEqual([
+      [4, "db", 1],
+      [3, "web", 1],
+      [2, "db", 1],
+      [1, "db", 3],
+    ]);
+  });
+
   it("refuses a capacity that is not a positive integer", () => {
     for (const capacity of [0, -1, 1.5, Number.NaN]) expect(() => new ActivityLog({ capacity })).toThrow(RangeError);
   });

@@ -66,6 +66,13 @@ describe("landing page", () => {
     expect(html).toContain('<span class="kind">daemon down</span>: <span class="detail">no process holds the lock</span>');
   });
 
+  it("drops the machine's name from the front of its error, and says how often a failure repeated", () => {
+    const log = new ActivityLog({ now: () => new Date("2026-04-27T04:00:00.000Z") });
+    for (const attempt of [1, 2, 3]) log.record({ kind: "failed", machine: "db", attempt, retry_in_ms: 400, err: "db: recovery failed: exit code 3" });
+    const html = renderLandingPage({ version: "1", machines: [], activity: log.recent() });
+    expect(html).toContain('<span class="machine">db</span>: <span class="detail">recovery failed: exit code 3</span> <span class="muted">(3 times since 2026-04-27 04:00:00.000Z, attempt 3, retry in 400 ms)</span>');
+  });
+
   it("escapes every value from outside: machine names, reasons, errors, hooks, stderr", () => {
     fc.assert(
       fc.property(fc.string(), (text) => {
