@@ -126,5 +126,7 @@ function bounded(event: ActivityEvent): ActivityEvent {
 
 function clip(text: string, keepEnd: boolean): string {
   if (text.length <= MAX_ACTIVITY_TEXT) return text;
-  return keepEnd ? `…${text.slice(-(MAX_ACTIVITY_TEXT - 1))}` : `${text.slice(0, MAX_ACTIVITY_TEXT - 1)}…`;
+  const cut = keepEnd ? `…${text.slice(-(MAX_ACTIVITY_TEXT - 1))}` : `${text.slice(0, MAX_ACTIVITY_TEXT - 1)}…`;
+  // A slice may keep the whole original string alive; a copy holds only what is kept.
+  return Buffer.from(cut, "utf8").toString("utf8");
 }
