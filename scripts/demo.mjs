@@ -22,7 +22,10 @@ for (const hook of await readdir(hooks)) await chmod(join(hooks, hook), 0o755);
 const longAgo = new Date(Date.now() - 3_600_000);
 for (const name of await readdir(machines)) await utimes(join(machines, name, "config.toml"), longAgo, longAgo);
 
-const args = [join(root, "dist/cli.js"), "run", "--machines-dir", machines, "--hooks-dir", hooks, "--listen", process.env.ARCBOX_LISTEN ?? "127.0.0.1:9464", ...process.argv.slice(2)];
+// The demo is for a person: readable log lines, unless `npm start -- --log-format json` asks otherwise.
+const extra = process.argv.slice(2);
+const format = extra.some((arg) => arg.startsWith("--log-format")) ? [] : ["--log-format", "pretty"];
+const args = [join(root, "dist/cli.js"), "run", "--machines-dir", machines, "--hooks-dir", hooks, "--listen", process.env.ARCBOX_LISTEN ?? "127.0.0.1:9464", ...format, ...extra];
 process.stderr.write(`demo machines in ${machines}; metrics on http://${process.env.ARCBOX_LISTEN ?? "127.0.0.1:9464"}/ — Ctrl-C to stop\n`);
 const child = spawn(process.execPath, args, { stdio: "inherit" });
 // Ctrl-C reaches the controller from the terminal directly; SIGTERM is passed on.

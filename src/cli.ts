@@ -32,6 +32,7 @@ Options (flags beat environment, which beats the config file, which beats defaul
       --listen HOST:PORT      metrics address for run (ARCBOX_LISTEN; default 127.0.0.1:9464)
       --workers N             machines reconciled at once (default 4)
       --log-level LEVEL       trace|debug|info|warn|error (default info)
+      --log-format json|pretty  log lines (default: pretty on a terminal, json otherwise)
   -o, --output FORMAT         table|json for get, text|json for reconcile
 
 Exit codes: 0 success; 1 a machine failed or a config is invalid (reconcile --dry-run: a machine
@@ -56,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
         listen: { type: "string" },
         workers: { type: "string" },
         "log-level": { type: "string" },
+        "log-format": { type: "string" },
         output: { type: "string", short: "o" },
         "dry-run": { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -98,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
     listen: values.listen,
     workers: values.workers,
     logLevel: values["log-level"],
+    logFormat: values["log-format"],
   };
   let config;
   try {

@@ -12,4 +12,5 @@ export { reconcileOnce, type PassSummary, type PassOptions } from "./controller/
 export { loadConfig, defaultConfig, parseDuration, ConfigError, type ControllerConfig } from "./controller/config.js";
 export { LockHeldError } from "./host/instance-lock.js";
 export { ControllerMetrics } from "./metrics/controller-metrics.js";
-export { startMetricsServer } from "./metrics/http-server.js";
+export { startMetricsServer, type MetricsServer, type MetricsServerOptions } from "./metrics/http-server.js";
+export { ActivityLog, type ActivityEvent, type ActivityEntry, type ActivitySnapshot } from "./metrics/activity.js";

@@ -17,7 +17,7 @@ const PROGRESS_AFTER_MS = 1000;
 
 export async function runReconcile(config: ControllerConfig, output: "text" | "json", dryRun = false): Promise<number> {
   // stdout carries the summary (a script parses it); the log goes to stderr.
-  const logger = createLogger(config.logLevel, 2);
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat, fd: 2 });
   const metrics = new ControllerMetrics({ perMachineMetrics: false, version: VERSION, daemonLiveness: config.liveness === "daemon" });
   const progress = process.stderr.isTTY ? progressLine() : undefined;
   let summary: PassSummary;

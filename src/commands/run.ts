@@ -1,7 +1,6 @@
 /**
  * `arcbox-controller run`: the service. Takes the single-instance lock, starts the metrics server,
- * then the controller; stops
- * gracefully on SIGTERM/SIGINT within `shutdown_timeout` and exits 0.
+ * then the controller; stops gracefully on SIGTERM/SIGINT within `shutdown_timeout` and exits 0.
  */
 import { mkdir } from "node:fs/promises";
 import type { Logger } from "pino";
@@ -9,12 +8,13 @@ import type { ControllerConfig } from "../controller/config.js";
 import { Controller } from "../controller/controller.js";
 import { acquireInstanceLock, LockHeldError, type InstanceLock } from "../host/instance-lock.js";
 import { createLogger } from "../log.js";
+import { ActivityLog } from "../metrics/activity.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { startMetricsServer, type MetricsServer } from "../metrics/http-server.js";
 import { VERSION } from "../version.js";
 
 export async function runService(config: ControllerConfig): Promise<number> {
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   const metrics = new ControllerMetrics({ perMachineMetrics: config.perMachineMetrics, version: VERSION, daemonLiveness: config.liveness === "daemon" });
 
   // The lock comes first: a second controller is refused naming the first, before anything else
@@ -44,10 +44,11 @@ export async function runService(config: ControllerConfig): Promise<number> {
 }
 
 async function serve(config: ControllerConfig, logger: Logger, metrics: ControllerMetrics, instanceLock: InstanceLock): Promise<number> {
-  const controller = new Controller({ config, logger, metrics, instanceLock });
+  const activity = new ActivityLog();
+  const controller = new Controller({ config, logger, metrics, instanceLock, activity });
   let server;
   try {
-    server = await startMetricsServer({ listen: config.listen, metrics, health: controller, logger });
+    server = await startMetricsServer({ listen: config.listen, metrics, health: controller, logger, activity });
   } catch (error) {
     logger.fatal({ err: (error as Error).message, listen: config.listen }, "cannot serve metrics");
     process.stderr.write(`arcbox-controller: cannot listen on ${config.listen}: ${(error as Error).message}\n`);
@@ -80,7 +81,7 @@ async function serve(config: ControllerConfig, logger: Logger, metrics: Controll
   };
   process.on("SIGTERM", onSignal).on("SIGINT", onSignal).on("SIGHUP", onHangup);
   try {
-    return await runUntilStopped(controller, server, stopped, logger, () => forced);
+    return await runUntilStopped(controller, server, stopped, { logger, shutdownTimeoutMs: config.shutdownTimeoutMs }, () => forced);
   } finally {
     process.off("SIGTERM", onSignal).off("SIGINT", onSignal).off("SIGHUP", onHangup);
   }
@@ -90,13 +91,13 @@ async function runUntilStopped(
   controller: Controller,
   server: MetricsServer,
   stopped: Promise<string>,
-  logger: Logger,
+  { logger, shutdownTimeoutMs }: { logger: Logger; shutdownTimeoutMs: number },
   forced: () => boolean,
 ): Promise<number> {
   try {
     await controller.start();
   } catch (error) {
-    await server.close();
+    await server.close(shutdownTimeoutMs);
     logger.fatal({ err: (error as Error).message }, "cannot start");
     process.stderr.write(`arcbox-controller: cannot start: ${(error as Error).message}\n`);
     return 1;
@@ -104,7 +105,8 @@ async function runUntilStopped(
 
   await stopped;
   const drained = await controller.stop();
-  await server.close();
+  // Whatever the clients do (idle connections, a request never finished), this ends in time.
+  await server.close(shutdownTimeoutMs);
   logger.info({ drained }, "stopped");
   return forced() ? 130 : 0;
 }

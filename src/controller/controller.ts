@@ -7,6 +7,7 @@ import { basename } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { MachineStore } from "../store/index.js";
+import type { ActivityLog, FailureDetails } from "../metrics/activity.js";
 import type { ControllerMetrics } from "../metrics/controller-metrics.js";
 import type { HealthCheck } from "../metrics/http-server.js";
 import type { ControllerConfig } from "./config.js";
@@ -33,6 +34,8 @@ export interface ControllerOptions {
    * takes the lock and `stop` releases it.
    */
   instanceLock?: InstanceLock;
+  /** Where recoveries, failures, invalid configs and the daemon's ups and downs are recorded for the landing page. */
+  activity?: ActivityLog;
 }
 
 /** Watch errors after which events are no longer delivered: the process should be restarted. */
@@ -69,7 +72,7 @@ export class Controller {
       liveness: livenessOptions(config),
       startupGraceMs: config.startupGraceMs,
       signal: this.abort.signal,
-      observer: this.trackingObserver(metricsObserver(metrics)),
+      observer: this.trackingObserver(withActivity(metricsObserver(metrics), options.activity)),
     });
     this.queue = new WorkQueue({
       workers: config.workers,
@@ -135,12 +138,16 @@ export class Controller {
         onProbe: (status) => this.daemonProbed(status),
         onChange: (status) => {
           logger.info({ daemon_lock: config.daemonLock, reason: status.reason }, status.alive ? "arcbox daemon is up" : "arcbox daemon is down");
+          this.options.activity?.record({ kind: "daemon", up: status.alive, reason: status.reason });
           // Level-based: every machine is looked at again; the reconciler decides.
           void this.enqueueAll(false).catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
         },
         onError: (error) => logger.error({ err: error.message, daemon_lock: config.daemonLock }, "daemon lock watch error"),
       });
-      if (!this.daemon.status.alive) logger.info({ reason: this.daemon.status.reason }, "arcbox daemon is down");
+      if (!this.daemon.status.alive) {
+        logger.info({ reason: this.daemon.status.reason }, "arcbox daemon is down");
+        this.options.activity?.record({ kind: "daemon", up: false, reason: this.daemon.status.reason });
+      }
     }
     await this.enqueueAll();
     this.initialPassQueued = true;
@@ -259,6 +266,9 @@ export class Controller {
         return { requeueAfter: outcome.requeueAfterMs };
       }
       log.debug({ outcome: outcome.kind, duration_ms: Math.round(seconds * 1000) }, "reconciled");
+      if (outcome.kind === "recovered") {
+        this.options.activity?.record({ kind: "recovered", machine: name, reason: outcome.reason, hooks: outcome.hooks, duration_ms: outcome.durationMs });
+      }
       // A live VM can crash without touching any file: look again later (jittered, so thousands of
       // machines started together do not come back together).
       const { view } = outcome;
@@ -279,7 +289,9 @@ export class Controller {
 
   private logFailure(name: string, error: unknown, retryInMs: number, attempt: number): void {
     const reconcileId = error instanceof ReconcileError ? error.reconcileId : undefined;
-    this.options.logger.error({ machine: name, reconcile_id: reconcileId, retry_in_ms: retryInMs, attempt, ...failureFields(error) }, "reconcile failed; will retry");
+    const fields = failureFields(error);
+    this.options.logger.error({ machine: name, reconcile_id: reconcileId, retry_in_ms: retryInMs, attempt, ...fields }, "reconcile failed; will retry");
+    this.options.activity?.record({ kind: "failed", machine: name, attempt, retry_in_ms: retryInMs, ...fields });
   }
 }
 
@@ -310,9 +322,9 @@ export function livenessOptions(config: ControllerConfig): LivenessOptions {
 }
 
 /** Log fields of a failed reconcile; a hook failure adds the hook, its exit and its stderr tail. */
-export function failureFields(error: unknown): Record<string, unknown> {
+export function failureFields(error: unknown): FailureDetails {
   const cause = error instanceof ReconcileError ? error.cause : error;
-  const fields: Record<string, unknown> = { err: (error as Error).message };
+  const fields: FailureDetails = { err: (error as Error).message };
   if (cause instanceof HookError) {
     Object.assign(fields, { hook: cause.hook, exit_code: cause.exitCode, signal: cause.signal, timed_out: cause.timedOut, stderr: cause.stderrTail });
   }
@@ -325,12 +337,32 @@ export function metricsObserver(metrics: ControllerMetrics): ReconcileObserver {
     observed: (view: MachineView) => {
       if (view.kind === "gone") metrics.deleteMachine(view.name);
       else if (view.kind === "invalid") metrics.setMachine(view.name, "invalid", false);
-      else metrics.setMachine(view.name, view.machine.state, view.needsRecovery);
+      else metrics.setMachine(view.name, view.machine.state, view.needsRecovery, view.alive);
     },
     recoveryFinished: (result) => metrics.recoveryFinished(result),
     storeWrite: (result) => metrics.storeWrite(result),
     livenessProbeError: () => metrics.livenessProbeError(),
     hookFinished: (hook, result, seconds) => metrics.hookFinished(hook, result, seconds),
+  };
+}
+
+/**
+ * Adds the activity record to an observer: each distinct content of an invalid config is recorded
+ * once, as it is logged once; a machine valid again or gone may be recorded anew later.
+ */
+export function withActivity(next: ReconcileObserver, activity: ActivityLog | undefined): ReconcileObserver {
+  if (!activity) return next;
+  const recorded = new Map<string, string>();
+  return {
+    ...next,
+    observed: (view) => {
+      next.observed?.(view);
+      if (view.kind !== "invalid") recorded.delete(view.name);
+      else if (recorded.get(view.name) !== view.error.message) {
+        recorded.set(view.name, view.error.message);
+        activity.record({ kind: "invalid", machine: view.name, err: view.error.message, ...(view.error.path === undefined ? {} : { path: view.error.path }) });
+      }
+    },
   };
 }
 

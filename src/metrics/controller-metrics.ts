@@ -68,6 +68,8 @@ export class ControllerMetrics {
   readonly registry = new Registry();
   readonly version: string;
   readonly perMachineMetrics: boolean;
+  /** Whether `arcbox_daemon_up` is exported (`liveness = "daemon"`). */
+  readonly daemonLiveness: boolean;
   readonly workqueue: WorkQueueMetrics;
 
   readonly #machines = new MachineTable();
@@ -83,12 +85,14 @@ export class ControllerMetrics {
   readonly #watchEvents: Counter<"event">;
   readonly #lastResync: Gauge;
   readonly #daemonUp: Gauge | undefined;
+  #daemonStatus: boolean | undefined;
   readonly #livenessProbeErrors: Counter;
 
   /** Registers every metric; throws only if prom-client rejects a definition (a programming error). */
   constructor(options: ControllerMetricsOptions) {
     this.version = options.version;
     this.perMachineMetrics = options.perMachineMetrics ?? true;
+    this.daemonLiveness = options.daemonLiveness ?? false;
     const registers = [this.registry];
     const machines = this.#machines;
 
@@ -170,7 +174,7 @@ export class ControllerMetrics {
       registers,
     }).set({ version: this.version }, 1);
 
-    this.#daemonUp = options.daemonLiveness
+    this.#daemonUp = this.daemonLiveness
       ? new Gauge({
           name: "arcbox_daemon_up",
           help: "1 while the arcbox daemon holds its lock (its machines' VMs can run), else 0.",
@@ -199,11 +203,12 @@ export class ControllerMetrics {
   }
 
   /**
-   * Records a machine's current state (replacing what was known of it). Throws a TypeError for a
-   * state outside created/running/stopped/invalid.
+   * Records a machine's current state (replacing what was known of it); `alive` (null: unknown) is
+   * shown on the landing page only. Throws a TypeError for a state outside
+   * created/running/stopped/invalid.
    */
-  setMachine(name: string, state: MachineMetricState, needsRecovery: boolean): void {
-    this.#machines.set(name, state, needsRecovery);
+  setMachine(name: string, state: MachineMetricState, needsRecovery: boolean, alive: boolean | null = null): void {
+    this.#machines.set(name, state, needsRecovery, alive);
   }
 
   /** Forgets a machine and its series. Unknown names are ignored. */
@@ -254,7 +259,14 @@ export class ControllerMetrics {
 
   /** Records whether the arcbox daemon holds its lock (no-op unless `daemonLiveness`). */
   daemonUp(up: boolean): void {
-    this.#daemonUp?.set(up ? 1 : 0);
+    if (this.#daemonUp === undefined) return;
+    this.#daemonUp.set(up ? 1 : 0);
+    this.#daemonStatus = up;
+  }
+
+  /** Whether the arcbox daemon was up at the last probe; undefined before one, or without `daemonLiveness`. */
+  get daemonStatus(): boolean | undefined {
+    return this.#daemonStatus;
   }
 
   /** Counts one unexpected liveness-probe failure. */

@@ -9,6 +9,8 @@ export interface MachineView {
   readonly name: string;
   readonly state: MachineMetricState;
   readonly needsRecovery: boolean;
+  /** Whether a live VM backs it, as last probed; null when unknown (an invalid config). */
+  readonly alive: boolean | null;
 }
 
 interface Entry extends MachineView {
@@ -37,20 +39,20 @@ export class MachineTable {
    * Records a machine's current state. Throws a TypeError when `state` is not one of
    * MACHINE_METRIC_STATES (only possible from untyped callers).
    */
-  set(name: string, state: MachineMetricState, needsRecovery: boolean): void {
+  set(name: string, state: MachineMetricState, needsRecovery: boolean, alive: boolean | null = null): void {
     if (!this.#counts.has(state)) {
       throw new TypeError(
         `machine "${name}": unknown state "${String(state)}" (expected one of ${MACHINE_METRIC_STATES.join(", ")})`,
       );
     }
     const previous = this.#entries.get(name);
-    if (previous?.state === state && previous.needsRecovery === needsRecovery) return;
+    if (previous?.state === state && previous.needsRecovery === needsRecovery && previous.alive === alive) return;
     if (previous) this.#forget(previous);
     const line =
       previous?.state === state
         ? previous.line
         : `${MACHINE_STATE_METRIC}{machine="${escapeLabelValue(name)}",state="${state}"} 1\n`;
-    this.#entries.set(name, { name, state, needsRecovery, line });
+    this.#entries.set(name, { name, state, needsRecovery, alive, line });
     this.#counts.set(state, (this.#counts.get(state) ?? 0) + 1);
     if (needsRecovery) this.#needingRecovery += 1;
     if (previous?.state !== state) this.#renderedFamily = undefined;
@@ -79,7 +81,7 @@ export class MachineTable {
   /** Every known machine, sorted by name. */
   list(): MachineView[] {
     return [...this.#entries.values()]
-      .map(({ name, state, needsRecovery }) => ({ name, state, needsRecovery }))
+      .map(({ name, state, needsRecovery, alive }) => ({ name, state, needsRecovery, alive }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 

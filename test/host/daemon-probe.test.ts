@@ -94,7 +94,7 @@ describe("probeDaemon", () => {
     try {
       const status = await waitFor(() => {
         const probed = probeDaemon(lockPath);
-        return probed.alive && probed;
+        return probed.alive ? probed : undefined;
       }, "flock(1) to take the lock");
       expect(status.pid).toBe(pid);
       expect(status.reason).toBe(pid === undefined ? "the arcbox daemon is running" : `the arcbox daemon is running (pid ${pid})`);
@@ -119,7 +119,7 @@ describe("probeDaemon", () => {
     try {
       const status = await waitFor(() => {
         const probed = probeDaemon(lockPath);
-        return probed.alive && probed;
+        return probed.alive ? probed : undefined;
       }, "flock(1) to lock the directory");
       expect(status.pid).toBeUndefined();
     } finally {

@@ -133,7 +133,7 @@ describe("ControllerMetrics over HTTP", () => {
     exposition = await scrape();
     expect(machineCounts(exposition)).toEqual({ created: 0, running: 0, stopped: 1, invalid: 0 });
     expect(machineStates(exposition)).toEqual({ "db.2": "stopped" });
-    expect(metrics.machines()).toEqual([{ name: "db.2", state: "stopped", needsRecovery: false }]);
+    expect(metrics.machines()).toEqual([{ name: "db.2", state: "stopped", needsRecovery: false, alive: null }]);
   });
 
   it("counts needing-recovery per machine, not per report, and lists machines sorted by name", async () => {

@@ -1,9 +1,12 @@
 import { Agent, request } from "node:http";
+import { Gauge } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
+import { ActivityLog } from "../../src/metrics/activity.js";
 import { ControllerMetrics } from "../../src/metrics/controller-metrics.js";
 import type { HealthSource } from "../../src/metrics/health.js";
 import { MetricsServerError, startMetricsServer } from "../../src/metrics/http-server.js";
 import { ListenAddressError } from "../../src/metrics/listen-address.js";
+import { exchange, openIdleConnections, openSocket, socketClosed, statusOf } from "../helpers/raw-http.js";
 import { captureLogger, startTestServer, type TestServer } from "./server-fixture.js";
 
 let server: TestServer | undefined;
@@ -136,7 +139,7 @@ describe("metrics HTTP server", () => {
 
   it("serves a landing page linking the endpoints and listing machines, HTML-escaped", async () => {
     const s = await start();
-    s.metrics.setMachine("web-1", "running", true);
+    s.metrics.setMachine("web-1", "running", true, false);
     s.metrics.setMachine("<script>alert('x')</script>&", "invalid", false);
     const response = await fetch(s.url("/"));
     expect(response.status).toBe(200);
@@ -144,12 +147,45 @@ describe("metrics HTTP server", () => {
     const html = await response.text();
     expect(html).toContain("<title>arcbox-controller</title>");
     for (const link of ['href="metrics"', 'href="healthz"', 'href="readyz?verbose"']) expect(html).toContain(link);
-    expect(html).toContain("<tr><td>web-1</td><td>running</td><td>yes</td></tr>");
+    expect(html).toContain('<tr class="attention"><td>web-1</td><td>running</td><td>no</td><td>yes</td></tr>');
     expect(html).toContain(
-      "<tr><td>&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62;&#38;</td><td>invalid</td><td>no</td></tr>",
+      '<tr class="invalid"><td>&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62;&#38;</td><td>invalid</td><td>—</td><td>no</td></tr>',
     );
     expect(html).not.toContain("<script>");
     expect(html).toContain("1.2.3-test");
+    // No activity record and no daemon liveness: neither is mentioned, and /activity does not exist.
+    expect(html).not.toContain("Recent activity");
+    expect(html).not.toContain("arcbox daemon");
+    expect((await fetch(s.url("/activity"))).status).toBe(404);
+  });
+
+  it("serves the activity record as JSON at /activity and on the page, newest first; shows the daemon's status", async () => {
+    const activity = new ActivityLog();
+    server = await startTestServer({ activity, daemonLiveness: true });
+    const s = server;
+    expect(await (await fetch(s.url("/"))).text()).toContain("arcbox daemon: <strong>not probed yet</strong>");
+    activity.record({ kind: "recovered", machine: "web", reason: "daemon is down", hooks: ["10-net"], duration_ms: 5 });
+    activity.record({ kind: "failed", machine: "db", attempt: 1, retry_in_ms: 100, err: "hook failed", hook: "10-net", exit_code: 1 });
+    s.metrics.daemonUp(false);
+
+    const response = await fetch(s.url("/activity"));
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("application/json; charset=utf-8");
+    expect(response.headers.get("cache-control")).toBe("no-store");
+    const body = (await response.json()) as { capacity: number; recorded: number; events: Array<Record<string, unknown>> };
+    expect(body).toMatchObject({ capacity: 300, recorded: 2 });
+    expect(body.events.map((e) => [e.seq, e.kind, e.machine])).toEqual([
+      [2, "failed", "db"],
+      [1, "recovered", "web"],
+    ]);
+    expect(body.events[0]).toMatchObject({ hook: "10-net", exit_code: 1, attempt: 1, retry_in_ms: 100 });
+    expect(typeof body.events[0]!.time).toBe("string");
+
+    const html = await (await fetch(s.url("/"))).text();
+    expect(html).toContain("arcbox daemon: <strong>down</strong>");
+    expect(html.indexOf('data-machine="db"')).toBeGreaterThan(html.indexOf("<h2>Recent activity</h2>"));
+    expect(html.indexOf('data-machine="db"')).toBeLessThan(html.indexOf('data-machine="web"'));
+    expect((await rawRequest(s.url("/activity"), "POST")).status).toBe(405);
   });
 
   it("answers 404 for unknown paths and 405 with Allow for other methods", async () => {
@@ -195,3 +231,68 @@ describe("metrics HTTP server", () => {
     server = undefined;
   });
 });
+
+describe("metrics HTTP server under hostile clients (real sockets)", () => {
+  it("answers 400 to request targets that are no URL, and goes on serving", async () => {
+    const s = await start();
+    for (const target of ["http://[", "*", "ftp://x/metrics", "http://%zz/"]) {
+      const { response } = await exchange(s.server.address, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      expect(statusOf(response), target).toBe(400);
+      expect(response).toContain("400 bad request target");
+    }
+    // Origin-form targets stay paths: `//metrics` names no host.
+    expect(statusOf((await exchange(s.server.address, "GET //metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).response)).toBe(404);
+    // Absolute-form is valid HTTP/1.1.
+    expect(statusOf((await exchange(s.server.address, "GET http://x/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).response)).toBe(200);
+    expect((await fetch(s.url("/metrics"))).status).toBe(200);
+    expect(s.logs.filter((l) => l.level >= 50)).toEqual([]);
+  });
+
+  it("close() drops a half-sent request at once instead of waiting for the client", async () => {
+    const s = await start();
+    const half = await openSocket(s.server.address);
+    const closedByServer = socketClosed(half);
+    half.write("GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    // A bound far longer than the test may run: only dropping the connection lets close() resolve.
+    await s.server.close(3_600_000);
+    await closedByServer;
+    server = undefined;
+  });
+
+  it("close() destroys a connection whose answer never comes once the bound given passes", async () => {
+    const s = await start();
+    let collecting: () => void = () => undefined;
+    const scrapeStarted = new Promise<void>((resolve) => (collecting = resolve));
+    new Gauge({
+      name: "test_never_collected",
+      help: "A collect that never finishes, standing in for a stuck handler.",
+      registers: [s.metrics.registry],
+      collect: () => {
+        collecting();
+        return new Promise<void>(() => undefined);
+      },
+    });
+    const stuck = exchange(s.server.address, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    await scrapeStarted;
+    await s.server.close(200);
+    const { response } = await stuck;
+    expect(response).toBe("");
+    server = undefined;
+  });
+
+  it("1,000 idle connections neither stop it serving nor hold close()", async () => {
+    const s = await start();
+    const idle = await openIdleConnections(s.server.address, 1000);
+    try {
+      expect((await fetch(s.url("/healthz"))).status).toBe(200);
+      expect((await fetch(s.url("/metrics"))).status).toBe(200);
+      const allClosed = Promise.all(idle.map(socketClosed));
+      await s.server.close(3_600_000);
+      await allClosed;
+    } finally {
+      for (const socket of idle) socket.destroy();
+    }
+    server = undefined;
+  });
+});
+

@@ -1,6 +1,7 @@
 /** Starts a real metrics server on 127.0.0.1:0 for tests and scrapes it over HTTP. */
 import { Writable } from "node:stream";
 import { pino, type Logger } from "pino";
+import type { ActivityLog } from "../../src/metrics/activity.js";
 import { ControllerMetrics, type ControllerMetricsOptions } from "../../src/metrics/controller-metrics.js";
 import type { HealthCheck, HealthSource } from "../../src/metrics/health.js";
 import { startMetricsServer, type MetricsServer } from "../../src/metrics/http-server.js";
@@ -49,7 +50,7 @@ export interface TestServer {
 
 /** Starts ControllerMetrics behind a real HTTP server on a free loopback port. */
 export async function startTestServer(
-  options: Partial<ControllerMetricsOptions> & { health?: HealthSource } = {},
+  options: Partial<ControllerMetricsOptions> & { health?: HealthSource; activity?: ActivityLog } = {},
 ): Promise<TestServer> {
   const metrics = new ControllerMetrics({ version: "1.2.3-test", ...options });
   const health = new MutableHealth();
@@ -59,6 +60,7 @@ export async function startTestServer(
     metrics,
     health: options.health ?? health,
     logger,
+    activity: options.activity,
   });
   const url = (path: string): string => `http://${server.address}${path}`;
   const scrapeText = async (): Promise<string> => {

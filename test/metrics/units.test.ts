@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { escapeHelpText, escapeLabelValue, familyHeader } from "../../src/metrics/exposition.js";
 import { renderHealthReport } from "../../src/metrics/health.js";
-import { escapeHtml, renderLandingPage } from "../../src/metrics/landing-page.js";
 import {
   ListenAddressError,
   formatListenAddress,
@@ -80,17 +79,5 @@ describe("health reports", () => {
     expect(renderHealthReport("healthz", [{ name: "loop", ok: false }], false).body).toBe(
       "[-]loop failed: no detail\nhealthz check failed\n",
     );
-  });
-});
-
-describe("landing page", () => {
-  it("escapes every HTML-significant character", () => {
-    expect(escapeHtml(`<a href="x">'&'</a>`)).toBe("&#60;a href=&#34;x&#34;&#62;&#39;&#38;&#39;&#60;/a&#62;");
-  });
-
-  it("says so when there are no machines, and escapes the version", () => {
-    const html = renderLandingPage("<v>", []);
-    expect(html).toContain("No machines known yet.");
-    expect(html).toContain("Version &#60;v&#62;");
   });
 });
