@@ -46,16 +46,6 @@ export async function runService(config: ControllerConfig): Promise<number> {
 async function serve(config: ControllerConfig, logger: Logger, metrics: ControllerMetrics, instanceLock: InstanceLock): Promise<number> {
   const activity = new ActivityLog();
   const controller = new Controller({ config, logger, metrics, instanceLock, activity });
-  let server;
-  try {
-    server = await startMetricsServer({ listen: config.listen, metrics, health: controller, logger, activity });
-  } catch (error) {
-    logger.fatal({ err: (error as Error).message, listen: config.listen }, "cannot serve metrics");
-    process.stderr.write(`arcbox-controller: cannot listen on ${config.listen}: ${(error as Error).message}\n`);
-    return 2;
-  }
-  logger.info({ address: server.address, version: VERSION }, "listening");
-
   let stopRequested: (signal: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
   // The first SIGTERM/SIGINT stops gracefully. A second one (not within a second of the first: a
@@ -79,8 +69,18 @@ async function serve(config: ControllerConfig, logger: Logger, metrics: Controll
     logger.info({ signal: "SIGHUP" }, "looking at every machine and the hooks again");
     controller.resyncNow();
   };
+  // Installed before the `listening` line: from then on a signal always means a graceful stop.
   process.on("SIGTERM", onSignal).on("SIGINT", onSignal).on("SIGHUP", onHangup);
   try {
+    let server;
+    try {
+      server = await startMetricsServer({ listen: config.listen, metrics, health: controller, logger, activity });
+    } catch (error) {
+      logger.fatal({ err: (error as Error).message, listen: config.listen }, "cannot serve metrics");
+      process.stderr.write(`arcbox-controller: cannot listen on ${config.listen}: ${(error as Error).message}\n`);
+      return 2;
+    }
+    logger.info({ address: server.address, version: VERSION }, "listening");
     return await runUntilStopped(controller, server, stopped, { logger, shutdownTimeoutMs: config.shutdownTimeoutMs }, () => forced);
   } finally {
     process.off("SIGTERM", onSignal).off("SIGINT", onSignal).off("SIGHUP", onHangup);

@@ -6,7 +6,7 @@ import { mkdir } from "node:fs/promises";
 import { basename } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import { MachineStore } from "../store/index.js";
+import { MachineStore, type Revision } from "../store/index.js";
 import type { ActivityLog, FailureDetails } from "../metrics/activity.js";
 import type { ControllerMetrics } from "../metrics/controller-metrics.js";
 import type { HealthCheck } from "../metrics/http-server.js";
@@ -18,7 +18,7 @@ import { defaultProcessTable } from "../host/process-table.js";
 import type { DaemonStatus } from "../host/daemon-probe.js";
 import { Reconciler, ReconcileError, type MachineView, type ReconcileObserver } from "./reconciler.js";
 import { listMachineNames, startResync, watchDaemon, watchMachines, type DaemonWatch, type MachinesWatch } from "./sources.js";
-import { WorkQueue } from "./workqueue.js";
+import { WorkQueue, type ProcessResult } from "./workqueue.js";
 
 export interface ControllerOptions {
   config: ControllerConfig;
@@ -58,6 +58,8 @@ export class Controller {
   private watcherFailure: string | null = null;
   private initialPassQueued = false;
   private readonly known = new Set<string>();
+  /** Machines whose last recovery failed, with the revision it failed on (until a reconcile succeeds). */
+  private readonly failedRevisions = new Map<string, Revision>();
   private stopping = false;
 
   private readonly hooks: () => Promise<NetworkHook[]>;
@@ -253,14 +255,23 @@ export class Controller {
     };
   }
 
-  private async process(name: string): Promise<{ requeueAfter: number } | void> {
+  private async process(name: string): Promise<ProcessResult | void> {
     const { logger, metrics } = this.options;
     const reconcileId = newReconcileId();
     const log = logger.child({ machine: name, reconcile_id: reconcileId });
     const started = performance.now();
+    // An event while a failed recovery waits out its backoff (often an event its own hooks caused)
+    // does not run the hooks again for the same content: the pending retry will.
+    const failed = this.failedRevisions.get(name);
+    const deferRecoveryOf = failed !== undefined && this.queue.isDelayed(name) ? failed : undefined;
     try {
-      const outcome = await this.reconciler.reconcile(name, log);
+      const outcome = await this.reconciler.reconcile(name, log, { deferRecoveryOf });
       const seconds = (performance.now() - started) / 1000;
+      if (outcome.kind === "deferred") {
+        metrics.reconcileFinished("requeue_after", seconds);
+        return { deferred: true };
+      }
+      this.failedRevisions.delete(name);
       if (outcome.kind === "pending") {
         metrics.reconcileFinished("requeue_after", seconds);
         return { requeueAfter: outcome.requeueAfterMs };
@@ -283,6 +294,8 @@ export class Controller {
       metrics.reconcileFinished("error", (performance.now() - started) / 1000);
       const failure = error instanceof ReconcileError ? error : new ReconcileError(`${name}: ${(error as Error).message}`, name, error);
       failure.reconcileId = reconcileId;
+      if (failure.revision === undefined) this.failedRevisions.delete(name);
+      else this.failedRevisions.set(name, failure.revision);
       throw failure;
     }
   }

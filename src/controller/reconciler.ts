@@ -10,6 +10,7 @@ import {
   StoreError,
   type LoadedMachine,
   type MachineStore,
+  type Revision,
 } from "../store/index.js";
 import type { Machine } from "../store/machine.js";
 import { runHooks, type HookObserver, type NetworkHook } from "../host/hooks.js";
@@ -28,6 +29,11 @@ export type ReconcileOutcome =
   /** Only with `dryRun`: a real reconcile would recover the machine now, for `reason`. */
   | { kind: "wouldRecover"; reason: string; view: MachineView }
   | { kind: "pending"; requeueAfterMs: number; view: MachineView }
+  /**
+   * A recovery of exactly this content already failed and its retry is pending (`deferRecoveryOf`):
+   * nothing was run; the retry will try again.
+   */
+  | { kind: "deferred"; view: MachineView }
   | { kind: "invalid"; view: MachineView }
   | { kind: "gone"; view: MachineView };
 
@@ -68,9 +74,20 @@ export class ReconcileError extends Error {
     message: string,
     readonly machine: string,
     override readonly cause?: unknown,
+    /** The revision of the config whose recovery failed, when the failure came after reading it. */
+    readonly revision?: Revision,
   ) {
     super(message);
   }
+}
+
+/** Options of one reconcile. */
+export interface ReconcileRequestOptions {
+  /**
+   * Do not start a recovery of a config at this revision: one already failed and its backoff retry is
+   * pending. Anything else (a changed file, a VM that came back) is reconciled as usual.
+   */
+  deferRecoveryOf?: Revision;
 }
 
 /** How often a reconcile starts over after write conflicts before it fails (and backs off). */
@@ -87,10 +104,10 @@ export class Reconciler {
    * rejects with `ReconcileError` when a hook failed, the store could not write, or conflicts kept
    * recurring. Never writes an invalid file and never overwrites a file changed since it was read.
    */
-  async reconcile(name: string, log: Logger): Promise<ReconcileOutcome> {
+  async reconcile(name: string, log: Logger, request: ReconcileRequestOptions = {}): Promise<ReconcileOutcome> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.reconcileOnce(name, log);
+        return await this.reconcileOnce(name, log, request);
       } catch (error) {
         if (!(error instanceof ConflictError)) throw error;
         this.options.observer?.storeWrite?.("conflict");
@@ -102,7 +119,7 @@ export class Reconciler {
     }
   }
 
-  private async reconcileOnce(name: string, log: Logger): Promise<ReconcileOutcome> {
+  private async reconcileOnce(name: string, log: Logger, request: ReconcileRequestOptions): Promise<ReconcileOutcome> {
     const { store, observer } = this.options;
 
     // 1. Read and validate.
@@ -158,6 +175,7 @@ export class Reconciler {
     // 5. Recover: networking hooks first, then persist `stopped`.
     const needing = this.observe(machine, false, true);
     if (this.options.dryRun) return { kind: "wouldRecover", reason: verdict.reason, view: needing };
+    if (request.deferRecoveryOf === loaded.revision) return { kind: "deferred", view: needing };
     const started = performance.now();
     log.debug({ reason: verdict.reason }, "machine is running without a live VM; recovering");
     let ran: string[];
@@ -168,7 +186,7 @@ export class Reconciler {
       ({ ran } = await runHooks(hooks, machine, { signal, machineDir, configPath: loaded.path }, hookObserver));
     } catch (error) {
       observer?.recoveryFinished?.("error");
-      throw new ReconcileError(`${name}: recovery failed: ${(error as Error).message}`, name, error);
+      throw new ReconcileError(`${name}: recovery failed: ${(error as Error).message}`, name, error, loaded.revision);
     }
 
     // The hooks took time: a VM started meanwhile must not be declared stopped.
@@ -193,7 +211,7 @@ export class Reconciler {
       }
       observer?.storeWrite?.("error");
       observer?.recoveryFinished?.("error");
-      throw new ReconcileError(`${name}: could not persist state "stopped": ${(error as Error).message}`, name, error);
+      throw new ReconcileError(`${name}: could not persist state "stopped": ${(error as Error).message}`, name, error, loaded.revision);
     }
     observer?.storeWrite?.("success");
     observer?.recoveryFinished?.("success");

@@ -7,6 +7,11 @@ export interface ProcessResult {
    * count is reset and it is re-added with `addAfter`. Absent, zero, negative or not finite: no requeue.
    */
   requeueAfter?: number;
+  /**
+   * The key was looked at but deliberately left for its pending backoff retry: its failure count and
+   * that retry are kept as they are (no `forget`, no requeue).
+   */
+  deferred?: boolean;
 }
 
 /**
@@ -76,7 +81,9 @@ const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
  * - a waiting key is stored once however often it is added, and waiting keys start in the order they
  *   became ready;
  * - a key is processed by at most one worker at a time; a key added while it is processed is marked
- *   dirty and processed once more after the current run finishes;
+ *   dirty and processed once more after the current run finishes (at once after a success; after a
+ *   failure, at its backoff retry, which sees the same change: so work that itself causes events, such
+ *   as a failing hook touching its machine's files, cannot spin without backoff);
  * - up to `workers` different keys are processed at once (p-queue does the bounding);
  * - failures are retried with per-key exponential backoff, and success forgets the key's failures.
  * Time is read with `performance.now()`; timers are plain `setTimeout`s, all cleared by `shutDown`.
@@ -126,6 +133,11 @@ export class WorkQueue {
   /** Number of keys with a pending delayed add (`addAfter`, backoff retries, `requeueAfter`). */
   get delayedLength(): number {
     return this.#delayed.size;
+  }
+
+  /** True while a delayed add of `key` is pending (a backoff retry, `addAfter`, `requeueAfter`). */
+  isDelayed(key: string): boolean {
+    return this.#delayed.has(key);
   }
 
   /** Makes `key` ready now. No-op for a key already waiting, and ignored (no throw) after `shutDown`. */
@@ -254,11 +266,13 @@ export class WorkQueue {
     }
 
     this.#processing.delete(key);
-    if (this.#dirty.delete(key)) this.#enqueue(key);
+    if (this.#dirty.delete(key) && outcome.ok) this.#enqueue(key);
     try {
       this.#observer.worked?.((performance.now() - startedAt) / 1000);
       if (this.#shuttingDown) return;
-      if (outcome.ok) {
+      if (outcome.ok && outcome.result?.deferred) {
+        // Left for the retry that is already scheduled.
+      } else if (outcome.ok) {
         this.forget(key);
         const requeueAfter = outcome.result?.requeueAfter;
         if (requeueAfter !== undefined && requeueAfter > 0 && Number.isFinite(requeueAfter)) {

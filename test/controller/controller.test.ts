@@ -185,6 +185,23 @@ describe("failures", () => {
     expect(String(failure!.stderr)).toContain("bridge br0 is busy");
   });
 
+  it("backs off a failing hook that touches its machine's own files, instead of spinning on its events", async () => {
+    const file = await writeMachine(machines, "noisy", machineToml("noisy"));
+    const attempts = path.join(root, "attempts");
+    // Rewrites the config (same bytes) and the pid file, then fails.
+    await writeHook(hooks, "10-noisy", `date +%s%3N >> ${attempts}
+cp '${file}' '${file}.new' && mv '${file}.new' '${file}'
+echo 1 > vm.pid
+exit 1`);
+    await startController();
+    await waitFor(async () => (await readLog(attempts)).length >= 4, "four attempts", { timeoutMs: 30_000 });
+    const times = (await readLog(attempts)).map(Number);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    expect(gaps[0]).toBeGreaterThanOrEqual(90);
+    expect(gaps[1]).toBeGreaterThanOrEqual(190);
+    expect(gaps[2]).toBeGreaterThanOrEqual(390);
+  });
+
   it("forgets a machine deleted while its hook runs, without counting an error", async () => {
     await writeMachine(machines, "doomed", machineToml("doomed"));
     await writeHook(hooks, "10-delete", `rm -rf '${path.join(machines, "doomed")}'`);

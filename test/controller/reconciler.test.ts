@@ -65,6 +65,19 @@ describe("Reconciler", () => {
     expect(await stateOf("vm2")).toBe("running");
   });
 
+  it("defers a recovery of the very content whose recovery failed, and runs one for changed content", async () => {
+    const file = await writeMachine(dir, "vm4", machineToml("vm4"));
+    let runs = 0;
+    const r = reconciler([hook("net", async () => void runs++)]);
+    const failedOn = (await new MachineStore({ dir }).load("vm4")).revision;
+    expect((await r.reconcile("vm4", memoryLogger().logger, { deferRecoveryOf: failedOn })).kind).toBe("deferred");
+    expect(runs).toBe(0);
+    expect(await stateOf("vm4")).toBe("running");
+    await writeFile(file, machineToml("vm4", { cpus: 3 }));
+    expect((await r.reconcile("vm4", memoryLogger().logger, { deferRecoveryOf: failedOn })).kind).toBe("recovered");
+    expect(runs).toBe(1);
+  });
+
   it("writes nothing when the arcbox daemon came up while the hooks ran", async () => {
     const original = await writeMachine(dir, "vm3", machineToml("vm3"));
     const before = await readFile(original, "utf8");

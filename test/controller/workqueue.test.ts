@@ -158,6 +158,59 @@ describe("WorkQueue backoff", () => {
     expect(queue.numRequeues("a")).toBe(expected.length + 1);
   });
 
+  it("a key added while its run fails waits for its backoff: work that causes its own events cannot spin", async () => {
+    vi.useFakeTimers();
+    let calls = 0;
+    const queue = makeQueue({
+      process: async (key) => {
+        calls++;
+        queue.add(key); // e.g. a failing hook that touches its machine's files
+        throw new Error("boom");
+      },
+    });
+    queue.add("a");
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toBe(1);
+    await vi.advanceTimersByTimeAsync(99);
+    expect(calls).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(calls).toBe(2);
+    await vi.advanceTimersByTimeAsync(199);
+    expect(calls).toBe(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(calls).toBe(3);
+    expect(queue.length).toBe(0);
+  });
+
+  it("a deferred result keeps the failure count and the pending retry", async () => {
+    vi.useFakeTimers();
+    let calls = 0;
+    const queue = makeQueue({
+      process: async () => {
+        calls++;
+        if (calls === 1) throw new Error("boom");
+        if (calls === 2) return { deferred: true };
+        throw new Error("boom again");
+      },
+    });
+    queue.add("a");
+    await vi.advanceTimersByTimeAsync(0);
+    expect(queue.isDelayed("a")).toBe(true);
+    queue.add("a"); // an event during the backoff
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toBe(2);
+    expect(queue.numRequeues("a")).toBe(1);
+    expect(queue.isDelayed("a")).toBe(true);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(calls).toBe(3);
+    // The sequence went on: the next delay is 200 ms, not 100.
+    expect(queue.numRequeues("a")).toBe(2);
+    await vi.advanceTimersByTimeAsync(199);
+    expect(calls).toBe(3);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(calls).toBe(4);
+  });
+
   it("treats a synchronous throw like a rejection", async () => {
     vi.useFakeTimers();
     const errors: unknown[] = [];

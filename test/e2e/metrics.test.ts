@@ -22,6 +22,7 @@ beforeEach(async () => {
   const config = path.join(root, "controller.toml");
   await writeFile(config, `machines_dir = "${machines}"\nhooks_dir = "${hooks}"\nlisten = "127.0.0.1:0"\nresync_interval = "1h"\n`);
   controller = await startControllerProcess(["--config", config]);
+  await controller.ready();
 });
 afterEach(async () => {
   expect(await controller?.stop()).toBe(0);

@@ -21,6 +21,8 @@ export interface RunningController {
   stderr: () => string;
   /** SIGTERM, then the exit code (SIGKILL after 30 s so a test can never hang). */
   stop(): Promise<number | null>;
+  /** Resolves once `/readyz` answers 200: the first listing has been queued. */
+  ready(): Promise<void>;
 }
 
 /**
@@ -47,6 +49,9 @@ export async function startControllerProcess(args: string[], { wrapper = [] }: {
     address: listening.address as string,
     logs,
     stderr: () => stderr,
+    async ready() {
+      await waitFor(async () => (await fetch(`http://${listening.address as string}/readyz`).catch(() => undefined))?.status === 200, "/readyz to answer 200");
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");
