@@ -6,7 +6,6 @@ import { promises as fsp } from "node:fs";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import PQueue from "p-queue";
-import type { TomlTable } from "smol-toml";
 import {
   ConflictError,
   InvalidConfigError,
@@ -21,7 +20,7 @@ import { machineNameProblem, validateMachineName } from "./names.js";
 import { orderMachineKeys } from "./schema.js";
 import { decodeUtf8, readConfigBytes, revisionOf, type ConfigSnapshot, type Revision } from "./config-file.js";
 import { isTempFileName, writeFileDurably, type DurableFsOps } from "./durable-write.js";
-import { editInPlace, parseMachineConfig, serializeMachine, type MinimalChange } from "./toml-codec.js";
+import { editInPlace, parseMachineConfig, serializeMachine, type MinimalChange, type ParsedMachineConfig } from "./toml-codec.js";
 
 export const CONFIG_FILE_NAME = "config.toml";
 
@@ -58,11 +57,8 @@ export interface UpdateOptions {
   ifRevision?: Revision;
 }
 
-interface ReadResult {
+interface ReadResult extends ParsedMachineConfig {
   snapshot: ConfigSnapshot;
-  machine: Machine;
-  document: TomlTable;
-  unknownKeys: string[];
 }
 
 const HIDDEN = /^\./;
@@ -282,7 +278,7 @@ export class MachineStore {
       const change: MinimalChange = {};
       if (changed.includes("state")) change.state = next.state;
       if (changed.includes("ip_address")) change.ip_address = next.ip_address ?? null;
-      const edited = editInPlace(snapshot.text, document, change, snapshot.path, next.name);
+      const edited = editInPlace(snapshot.text, current, change, snapshot.path, next.name);
       if (edited !== undefined) return edited;
     }
     return serializeMachine(next, snapshot.path, document);
