@@ -5,7 +5,7 @@
  * Reading is toml-document's TOML 1.0 parse (what arcbox-core reads); writing is smol-toml's.
  */
 import { stringify, TomlDate, type TomlTable, type TomlValue } from "smol-toml";
-import { InvalidConfigError, StoreError, type ConfigIssue } from "./errors.js";
+import { InvalidConfigError, StoreError, controllerRule, type ConfigIssue } from "./errors.js";
 import type { Machine, PersistedState } from "./machine.js";
 import {
   BLOCK_DEVICE_KEYS,
@@ -94,7 +94,7 @@ export function parseMachineConfig(
     issues.push({
       ...where(["name"]),
       key: "name",
-      reason: `name: ${JSON.stringify(result.data.name)} does not match its directory name ${JSON.stringify(expectedName)}`,
+      reason: controllerRule(`name: ${JSON.stringify(result.data.name)} does not match its directory name ${JSON.stringify(expectedName)}`),
     });
   }
   if (issues.length > 0 || !result.success) {

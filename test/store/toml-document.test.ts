@@ -95,7 +95,9 @@ describe("error positions", () => {
 
   it("a name that does not match the directory", () => {
     const e = errorOf(`cpus = 1\n${VALID_TAIL}name = "x"\n`, "m");
-    expect(e.message).toBe('/m/config.toml:6:1: name: "x" does not match its directory name "m"');
+    expect(e.message).toBe(
+      `/m/config.toml:6:1: name: "x" does not match its directory name "m" (a rule of arcbox-controller's own; arcbox-core would load it)`,
+    );
   });
 
   it("accepts what arcbox-core accepts: unknown keys, no created_at, offsets, BOM", () => {
