@@ -4,7 +4,8 @@
  * (`tomlVersion: "1.0.0"`), which also gives every key and value its source range: error positions
  * and minimal edits come from the same parse. The few byte-level rules that parser leaves to its
  * caller are applied here the way toml_edit applies them: one leading BOM is skipped, and a carriage
- * return must start a CRLF line break.
+ * return must start a CRLF line break. toml_edit checks a date's day only against 1–31, so a date
+ * such as 2021-02-30 is read (as text that no JavaScript Date holds) where the strict parser refuses it.
  */
 import { parse as parseToml11, TomlDate, type TomlTable, type TomlValue } from "smol-toml";
 import { parseTOML, type AST } from "toml-eslint-parser";
@@ -73,16 +74,28 @@ export function parseToml(text: string): ParsedToml {
   const loneCr = /\r(?!\n)/.exec(body);
   if (loneCr) fail("a carriage return must be followed by a line feed (CRLF)", loneCr.index + skip);
 
-  let program: AST.TOMLProgram;
-  try {
-    program = parseTOML(body, { tomlVersion: "1.0.0" });
-  } catch (error) {
-    if (!(error instanceof Error) || typeof (error as { index?: unknown }).index !== "number") throw error;
-    let reason = error.message.replace(/\.$/, "");
-    if (isToml11(text)) reason += " (TOML 1.1 syntax; arcbox-core reads TOML 1.0)";
-    return fail(reason, (error as unknown as { index: number }).index + skip);
+  let program: AST.TOMLProgram | undefined;
+  let parsed = body;
+  const lenientDates = new Map<number, string>();
+  while (program === undefined) {
+    try {
+      program = parseTOML(parsed, { tomlVersion: "1.0.0" });
+    } catch (error) {
+      if (!(error instanceof Error) || typeof (error as { index?: unknown }).index !== "number") throw error;
+      const index = (error as unknown as { index: number }).index;
+      // The strict parser stops at the last digit of a date with no such day; toml_edit takes days 1–31.
+      const date = error.message.startsWith("Unexpected invalid date") ? parsed.slice(index - 9, index + 1) : "";
+      if (/^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/.test(date) && !lenientDates.has(index - 9)) {
+        lenientDates.set(index - 9, date);
+        parsed = `${parsed.slice(0, index - 1)}01${parsed.slice(index + 1)}`;
+        continue;
+      }
+      let reason = error.message.replace(/\.$/, "");
+      if (isToml11(text)) reason += " (TOML 1.1 syntax; arcbox-core reads TOML 1.0)";
+      return fail(reason, index + skip);
+    }
   }
-  const builder = new DocumentBuilder(text, skip);
+  const builder = new DocumentBuilder(text, skip, lenientDates);
   const document = builder.build(program.body[0]);
   return {
     document,
@@ -105,7 +118,8 @@ const unrepresentable = new WeakMap<TomlDate, string>();
 
 /** A stable text for a datetime value: its ISO form, or its source text when Date cannot hold it. */
 export function datetimeText(value: TomlDate): string {
-  return Number.isNaN(value.getTime()) ? `raw:${unrepresentable.get(value) ?? "?"}` : value.toISOString();
+  const raw = unrepresentable.get(value);
+  return raw !== undefined || Number.isNaN(value.getTime()) ? `raw:${raw ?? "?"}` : value.toISOString();
 }
 
 /** A null-prototype table, so that keys like `__proto__` stay plain keys. */
@@ -119,6 +133,8 @@ class DocumentBuilder {
   constructor(
     private readonly text: string,
     private readonly skip: number,
+    /** Dates with a day their month lacks, by body offset: read as written, held as text. */
+    private readonly lenientDates: Map<number, string>,
   ) {}
 
   build(top: AST.TOMLTopLevelTable): TomlTable {
@@ -182,8 +198,10 @@ class DocumentBuilder {
           case "boolean":
             return node.value;
           default: {
-            const date = new TomlDate(node.datetime);
-            if (Number.isNaN(date.getTime())) unrepresentable.set(date, node.datetime);
+            const lenient = this.lenientDates.get(node.range[0]);
+            const written = lenient === undefined ? node.datetime : `${lenient}${node.datetime.slice(10)}`;
+            const date = new TomlDate(written);
+            if (lenient !== undefined || Number.isNaN(date.getTime())) unrepresentable.set(date, written);
             return date;
           }
         }
