@@ -194,7 +194,13 @@ export function serializeMachine(machine: Machine, path: string, base?: TomlTabl
     throw new InvalidConfigError(path, { key, reason: `refusing to write an invalid machine: ${key}: ${detail}` });
   }
   // numbersAsFloat: every integer is a bigint here, so every number is a float and stays one.
-  const text = stringify(document, { numbersAsFloat: true });
+  let text: string;
+  try {
+    text = stringify(document, { numbersAsFloat: true });
+  } catch (error) {
+    // An unknown key holds a datetime smol-toml cannot write (a leap second, a day its month lacks).
+    throw new StoreError(`${path}: cannot serialise machine "${machine.name}": ${(error as Error).message}; nothing was written`, path, { cause: error });
+  }
   if (!readsBackAs(text, document, path, machine.name)) {
     throw new StoreError(`${path}: cannot serialise machine "${machine.name}" faithfully; nothing was written`, path);
   }
