@@ -33,6 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+[ -x "$HOME/.cargo/bin/cargo" ] && PATH="$PATH:$HOME/.cargo/bin"
 command -v cargo >/dev/null 2>&1 || { echo "build-arcbox-core-loader: cargo is not installed" >&2; exit 1; }
 
 # shared/ is read-only: build from a writable copy.
