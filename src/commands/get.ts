@@ -1,17 +1,19 @@
 /**
  * `arcbox-controller get`: lists every entry of the machines directory, invalid ones included,
- * with its state, liveness and health. Read-only.
+ * with its state, liveness and health; an entry that is no machine (a directory without
+ * config.toml) shows as `NoConfig`. Read-only.
  */
 import type { ControllerConfig } from "../controller/config.js";
 import { livenessOptions } from "../controller/controller.js";
 import { probeLiveness } from "../host/liveness.js";
 import { InvalidConfigError, MachineStore } from "../store/index.js";
+import { parseCreatedAt } from "../store/created-at.js";
 import { toJsonWithBigInts } from "../store/machine.js";
 
 /** One row of `get -o json`. */
 export interface MachineStatusRow {
   name: string;
-  status: "Healthy" | "NeedsRecovery" | "Invalid";
+  status: "Healthy" | "NeedsRecovery" | "Invalid" | "NoConfig";
   state: string | null;
   alive: boolean | null;
   ip_address: string | null;
@@ -30,7 +32,7 @@ interface StatusEntry extends MachineStatusRow {
 /** Reads every machine and probes its liveness. Throws only when the directory cannot be listed. */
 export async function collectStatus(config: ControllerConfig): Promise<StatusEntry[]> {
   const store = new MachineStore({ dir: config.machinesDir });
-  const { machines, invalid } = await store.loadAll();
+  const { machines, invalid, notMachines } = await store.loadAll();
   const rows: StatusEntry[] = [];
   const liveness = livenessOptions(config);
   for (const { machine, path } of machines) {
@@ -63,6 +65,9 @@ export async function collectStatus(config: ControllerConfig): Promise<StatusEnt
     const reason = error instanceof InvalidConfigError ? `${error.line === undefined ? "" : `line ${error.line}: `}${error.reason}` : error.message;
     rows.push({ name, status: "Invalid", state: null, alive: null, ip_address: null, cpus: null, memory_mb: null, created_at: null, path, error: error.message, reason });
   }
+  for (const { name, path, reason } of notMachines) {
+    rows.push({ name, status: "NoConfig", state: null, alive: null, ip_address: null, cpus: null, memory_mb: null, created_at: null, path, error: `${path}: ${reason}` });
+  }
   return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
@@ -90,7 +95,7 @@ export function renderTable(rows: StatusEntry[], now: number): string {
     row.ip_address ?? "-",
     row.cpus === null ? "-" : String(row.cpus),
     row.memory_mb === null ? "-" : formatMemory(row.memory_mb),
-    row.created_at === null ? "-" : formatAge(now - Date.parse(row.created_at)),
+    row.created_at === null ? "-" : formatAge(now - (parseCreatedAt(row.created_at)?.epochMs ?? NaN)),
     row.status === "Invalid" ? `Invalid: ${(row.reason ?? row.error ?? "").split("\n")[0]}` : row.status,
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...cells.map((line) => line[column]!.length)));

@@ -1,12 +1,13 @@
 /**
  * `arcbox-controller validate [PATH...]`: checks config files or machine directories (default:
- * every entry of the machines directory) and prints `path:line:col: message` per problem. Read-only.
+ * every machine of the machines directory, as arcbox-core's `list()` finds them) and prints
+ * `path:line:col: message` per problem. Read-only.
  */
 import { lstat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import type { ControllerConfig } from "../controller/config.js";
 import { listMachineNames } from "../controller/sources.js";
-import { isValidMachineName, readMachineConfig, StoreError } from "../store/index.js";
+import { controllerRule, isValidMachineName, readMachineConfig, StoreError } from "../store/index.js";
 
 /** Runs `validate`; exit code 0 when every target is valid, 1 otherwise, 2 when nothing could be listed. */
 export async function runValidate(config: ControllerConfig, paths: string[]): Promise<number> {
@@ -44,7 +45,7 @@ export async function validateTarget(target: string): Promise<string | null> {
   let configPath = target;
   try {
     const info = await lstat(target);
-    if (info.isSymbolicLink()) return `${target}: is a symbolic link; machine directories and configs must be real`;
+    if (info.isSymbolicLink()) return `${target}: ${controllerRule("is a symbolic link; machine directories and configs must be real")}`;
     if (info.isDirectory()) configPath = join(target, "config.toml");
   } catch (error) {
     return `${target}: ${describeFsError(error)}`;
@@ -52,7 +53,7 @@ export async function validateTarget(target: string): Promise<string | null> {
   const machineDir = dirname(configPath);
   const name = basename(machineDir);
   if (!isValidMachineName(name)) {
-    return `${machineDir}: invalid machine name "${name}" (allowed: letters, digits, '.', '_', '-'; must start with a letter or digit, not end with '.', at most 128 characters)`;
+    return `${machineDir}: ${controllerRule(`invalid machine name "${name}" (allowed: letters, digits, '.', '_', '-'; must start with a letter or digit, not end with '.', at most 128 characters)`)}`;
   }
   try {
     await readMachineConfig(configPath, { expectedName: name });

@@ -9,7 +9,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
 import { parseListenAddress } from "../metrics/listen-address.js";
-import { locate, scanLayout } from "../store/toml-layout.js";
+import { keyPosition } from "../store/toml-document.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -334,9 +334,6 @@ function applyValue(config: ControllerConfig, key: keyof ConfigFlags, value: str
 
 /** `:line:column` of a root-level `key =` line, or "" when not found. */
 function locateKey(text: string, key: string): string {
-  const layout = key === "" ? undefined : scanLayout(text);
-  const entry = layout && locate(layout, [key]);
-  if (!layout || !entry || entry.kind !== "key") return "";
-  const { line, column } = layout.position(entry.keyStart);
-  return `:${line}:${column}`;
+  const at = key === "" ? undefined : keyPosition(text, [key]);
+  return at ? `:${at.line}:${at.column}` : "";
 }

@@ -2,23 +2,19 @@
  * Event sources (DESIGN §2): the start-up listing, filesystem watch events and the periodic resync.
  * Each source only names machines; what to do is the reconciler's decision.
  */
-import { readdir, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { basename, dirname, join, relative, sep } from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { probeDaemon, type DaemonStatus } from "../host/daemon-probe.js";
+import { LOCK_FILE_NAME } from "../host/instance-lock.js";
+import { listMachineEntryNames } from "../store/index.js";
 
 /**
- * Names of the entries of `machinesDir` that can be machines (hidden entries, such as the lock
- * file and temp files, are skipped). A missing directory has no machines. Other errors are thrown.
+ * Names of the machines in `machinesDir`: the entries arcbox-core's `list()` returns (a directory
+ * holding config.toml; hidden ones too). A missing directory has no machines; other errors throw.
  */
 export async function listMachineNames(machinesDir: string): Promise<string[]> {
-  try {
-    const entries = await readdir(machinesDir);
-    return entries.filter((entry) => !entry.startsWith(".")).sort();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw error;
-  }
+  return listMachineEntryNames(machinesDir);
 }
 
 export interface MachineWatcherOptions {
@@ -139,10 +135,10 @@ async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () =>
   /** The machine a path belongs to, or null when the path is not one we care about. */
   const machineOf = (path: string): string | null => {
     const rel = relative(machinesDir, path);
-    if (rel === "" || rel.startsWith("..")) return null;
+    if (rel === "" || rel === ".." || rel.startsWith(`..${sep}`)) return null; // a machine may be named "..x"
     const parts = rel.split(sep);
     const name = parts[0]!;
-    if (name.startsWith(".")) return null;
+    if (name === LOCK_FILE_NAME) return null;
     if (parts.length === 1) return name;
     if (parts.length === 2 && relevant.has(parts[1]!)) return name;
     return null;
@@ -164,7 +160,7 @@ async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () =>
       if (path === machinesDir) return false;
       const rel = relative(machinesDir, path);
       const parts = rel.split(sep);
-      if (parts[0]!.startsWith(".")) return true;
+      if (parts[0] === LOCK_FILE_NAME) return true;
       if (parts.length === 1) return false;
       if (parts.length > 2) return true;
       // Second level: only the files we watch; directories there are never descended into.

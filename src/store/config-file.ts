@@ -4,7 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import { constants, promises as fsp } from "node:fs";
-import { InvalidConfigError, StoreIoError, errnoCode } from "./errors.js";
+import { InvalidConfigError, StoreIoError, controllerRule, errnoCode } from "./errors.js";
 import { validateMachineName } from "./names.js";
 import { parseMachineConfig, type ParsedMachineConfig } from "./toml-codec.js";
 
@@ -46,16 +46,18 @@ export async function readConfigBytes(path: string): Promise<Omit<ConfigSnapshot
     handle = await fsp.open(path, READ_FLAGS);
   } catch (error) {
     const code = errnoCode(error);
-    if (code === "ELOOP") throw invalid(path, "is a symbolic link; the store reads only regular files");
-    if (code === "ENXIO") throw invalid(path, "is not a regular file (a socket or device)");
+    if (code === "ELOOP") throw invalid(path, controllerRule("is a symbolic link; the store reads only regular files"));
+    if (code === "ENXIO") throw invalid(path, controllerRule("is not a regular file (a socket or device)"));
     if (code === "EACCES" || code === "EPERM") throw invalid(path, `cannot be read: permission denied (${code})`);
     throw new StoreIoError(path, "open", error);
   }
   try {
     const stat = await handle.stat();
-    if (!stat.isFile()) throw invalid(path, `is not a regular file (${fileKind(stat)})`);
+    // arcbox-core cannot read a directory either; other kinds it would read.
+    if (stat.isDirectory()) throw invalid(path, "is not a regular file (a directory)");
+    if (!stat.isFile()) throw invalid(path, controllerRule(`is not a regular file (${fileKind(stat)})`));
     if (stat.size > MAX_CONFIG_BYTES) {
-      throw invalid(path, `is ${stat.size} bytes; config files are limited to 1 MiB (${MAX_CONFIG_BYTES} bytes)`);
+      throw invalid(path, controllerRule(`is ${stat.size} bytes; config files are limited to 1 MiB (${MAX_CONFIG_BYTES} bytes)`));
     }
     const bytes = await readBounded(handle, path, stat.size);
     return { path, bytes, revision: revisionOf(bytes), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtimeMs: stat.mtimeMs };
@@ -71,7 +73,7 @@ async function readBounded(handle: fsp.FileHandle, path: string, expectedSize: n
     if (length === buffer.length) {
       // The file grew since fstat: keep reading, but never past the limit.
       if (buffer.length > MAX_CONFIG_BYTES) {
-        throw invalid(path, `is larger than 1 MiB (${MAX_CONFIG_BYTES} bytes)`);
+        throw invalid(path, controllerRule(`is larger than 1 MiB (${MAX_CONFIG_BYTES} bytes)`));
       }
       const bigger = Buffer.alloc(Math.min(buffer.length * 2, MAX_CONFIG_BYTES + 1));
       buffer.copy(bigger, 0, 0, length);

@@ -77,12 +77,20 @@ export class ConflictError extends StoreError {
   }
 }
 
+/**
+ * Marks a problem that only the controller's own stricter rules find (name rule, name equal to its
+ * directory, regular file, at most 1 MiB): arcbox-core itself would load such a file.
+ */
+export function controllerRule(reason: string): string {
+  return `${reason} (a rule of arcbox-controller's own; arcbox-core would load it)`;
+}
+
 /** A machine name that is not `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$` or ends in `.`. */
 export class InvalidNameError extends StoreError {
   readonly machineName: string;
 
   constructor(machineName: string, reason: string, path?: string) {
-    super(`${path ?? "machine name"}: invalid machine name ${JSON.stringify(machineName)}: ${reason}`, path);
+    super(`${path ?? "machine name"}: invalid machine name ${JSON.stringify(machineName)}: ${controllerRule(reason)}`, path);
     this.machineName = machineName;
   }
 }

@@ -8,17 +8,20 @@ export {
   InvalidNameError,
   StoreIoError,
   formatIssue,
+  controllerRule,
   type ConfigIssue,
 } from "./errors.js";
 export { isValidMachineName, validateMachineName, machineNameProblem } from "./names.js";
 export { parseMachineConfig, type ParsedMachineConfig } from "./toml-codec.js";
 export { readMachineConfig, MAX_CONFIG_BYTES, type Revision, type MachineConfigFile } from "./config-file.js";
 export { isTempFileName, type DurableFsOps } from "./durable-write.js";
+export { listDirectoryEntries, listMachineEntryNames, type DirectoryEntry } from "./machine-entries.js";
 export {
   MachineStore,
   CONFIG_FILE_NAME,
   type LoadedMachine,
   type InvalidMachine,
+  type NotAMachine,
   type MachineStoreOptions,
   type UpdateOptions,
 } from "./machine-store.js";

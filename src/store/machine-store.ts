@@ -6,7 +6,6 @@ import { promises as fsp } from "node:fs";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import PQueue from "p-queue";
-import type { TomlTable } from "smol-toml";
 import {
   ConflictError,
   InvalidConfigError,
@@ -14,6 +13,7 @@ import {
   MachineNotFoundError,
   StoreError,
   StoreIoError,
+  controllerRule,
   errnoCode,
 } from "./errors.js";
 import { toPersistedState, type Machine, type MachineState } from "./machine.js";
@@ -21,9 +21,10 @@ import { machineNameProblem, validateMachineName } from "./names.js";
 import { orderMachineKeys } from "./schema.js";
 import { decodeUtf8, readConfigBytes, revisionOf, type ConfigSnapshot, type Revision } from "./config-file.js";
 import { isTempFileName, writeFileDurably, type DurableFsOps } from "./durable-write.js";
-import { editInPlace, parseMachineConfig, serializeMachine, type MinimalChange } from "./toml-codec.js";
+import { CONFIG_FILE_NAME, isEntryName, isMachineEntry, listDirectoryEntries, listMachineEntryNames } from "./machine-entries.js";
+import { editInPlace, parseMachineConfig, serializeMachine, type MinimalChange, type ParsedMachineConfig } from "./toml-codec.js";
 
-export const CONFIG_FILE_NAME = "config.toml";
+export { CONFIG_FILE_NAME };
 
 /** A machine as read from disk, with the revision of the exact bytes it came from. */
 export interface LoadedMachine {
@@ -37,11 +38,18 @@ export interface LoadedMachine {
   mtimeMs: number;
 }
 
-/** An entry of the machines directory that is not a valid machine, and why. */
+/** A machine (an entry arcbox-core's `list()` loads) that is not valid, and why. */
 export interface InvalidMachine {
   name: string;
   path: string;
   error: StoreError;
+}
+
+/** An entry of the machines directory that is not a machine (e.g. a directory without config.toml), and why. */
+export interface NotAMachine {
+  name: string;
+  path: string;
+  reason: string;
 }
 
 export interface MachineStoreOptions {
@@ -58,14 +66,9 @@ export interface UpdateOptions {
   ifRevision?: Revision;
 }
 
-interface ReadResult {
+interface ReadResult extends ParsedMachineConfig {
   snapshot: ConfigSnapshot;
-  machine: Machine;
-  document: TomlTable;
-  unknownKeys: string[];
 }
-
-const HIDDEN = /^\./;
 
 /** Reads and writes machine configs under one machines directory. Every name is validated first. */
 export class MachineStore {
@@ -93,71 +96,71 @@ export class MachineStore {
   }
 
   /**
-   * Reads and validates one machine. Throws MachineNotFoundError (no directory or no config.toml),
+   * Reads and validates one machine. Throws MachineNotFoundError (no directory or no config.toml:
+   * also for a name that breaks the name rule, when that entry is no machine arcbox-core would list),
    * InvalidNameError, InvalidConfigError (symlinked directory, bad file: see readMachineConfig),
    * StoreIoError.
    */
   async load(name: string): Promise<LoadedMachine> {
+    // A single path component inside the machines directory may be looked at to tell the two apart.
+    if (machineNameProblem(name) !== undefined && isEntryName(name) && !(await isMachineEntry(this.dir, name))) {
+      throw new MachineNotFoundError(name, join(this.dir, name));
+    }
     const read = await this.read(name);
     return this.loaded(read);
   }
 
-  /** Sorted names of the machines: valid names of real directories holding a config.toml. */
+  /**
+   * Sorted names of the machines, as arcbox-core's `list()` returns them: every directory holding a
+   * config.toml, names that break the controller's name rule included (they load as invalid).
+   */
   async list(): Promise<string[]> {
-    const entries = await this.readMachinesDir();
-    const names: string[] = [];
-    await Promise.all(
-      entries.map(async (entry) => {
-        if (!entry.isDirectory() || machineNameProblem(entry.name) !== undefined) return;
-        try {
-          await fsp.lstat(join(this.dir, entry.name, CONFIG_FILE_NAME));
-          names.push(entry.name);
-        } catch (error) {
-          if (errnoCode(error) !== "ENOENT") throw new StoreIoError(join(this.dir, entry.name), "stat config.toml", error);
-        }
-      }),
-    );
-    return names.sort();
+    return listMachineEntryNames(this.dir);
   }
 
   /**
-   * Reads every non-hidden entry of the machines directory: each is a machine or an InvalidMachine
-   * with its error (bad name, not a directory, symlink, no config.toml, bad file). An entry removed
-   * while it is read is left out. Throws only when the machines directory itself cannot be read.
+   * Reads every entry of the machines directory (but the controller's lock file): each machine
+   * arcbox-core's `list()` would load is valid or an InvalidMachine with its error (name rule,
+   * symlinked directory, bad file); every other entry is a NotAMachine (no config.toml, not a
+   * directory). An entry removed while it is read is left out. Throws only when the machines
+   * directory itself cannot be read.
    */
-  async loadAll(): Promise<{ machines: LoadedMachine[]; invalid: InvalidMachine[] }> {
-    const entries = (await this.readMachinesDir()).filter((e) => !HIDDEN.test(e.name));
+  async loadAll(): Promise<{ machines: LoadedMachine[]; invalid: InvalidMachine[]; notMachines: NotAMachine[] }> {
+    const entries = await listDirectoryEntries(this.dir);
     const machines: LoadedMachine[] = [];
     const invalid: InvalidMachine[] = [];
+    const notMachines: NotAMachine[] = [];
     const pool = new PQueue({ concurrency: this.loadConcurrency });
     await pool.addAll(
       entries.map((entry) => async () => {
-        const outcome = await this.loadEntry(entry.name, entry.isSymbolicLink(), entry.isDirectory());
+        const path = join(this.dir, entry.name);
+        if (entry.kind === "noConfig") {
+          notMachines.push({ name: entry.name, path, reason: entry.reason });
+          return;
+        }
+        const outcome = await this.loadEntry(entry.name, entry.symlink);
         if (outcome === undefined) return;
-        if (outcome instanceof StoreError) invalid.push({ name: entry.name, path: join(this.dir, entry.name), error: outcome });
+        if (outcome instanceof StoreError) invalid.push({ name: entry.name, path, error: outcome });
         else machines.push(outcome);
       }),
     );
     const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
     machines.sort((a, b) => byName(a.machine, b.machine));
     invalid.sort(byName);
-    return { machines, invalid };
+    notMachines.sort(byName);
+    return { machines, invalid, notMachines };
   }
 
-  private async loadEntry(name: string, isSymlink: boolean, isDirectory: boolean): Promise<LoadedMachine | StoreError | undefined> {
+  private async loadEntry(name: string, isSymlink: boolean): Promise<LoadedMachine | StoreError | undefined> {
     const path = join(this.dir, name);
     const problem = machineNameProblem(name);
     if (problem !== undefined) return new InvalidNameError(name, problem, path);
     if (isSymlink) return symlinkedDirectory(path);
-    if (!isDirectory) return new InvalidConfigError(path, { reason: "is not a directory (machine entries are directories holding config.toml)" });
     try {
       return await this.load(name);
     } catch (error) {
-      if (error instanceof MachineNotFoundError) {
-        const stillThere = await fsp.lstat(path).then(() => true, () => false);
-        if (!stillThere) return undefined;
-        return new InvalidConfigError(join(path, CONFIG_FILE_NAME), { reason: "missing: the machine directory has no config.toml" });
-      }
+      // Gone (or its config.toml gone) since the listing: no longer a machine.
+      if (error instanceof MachineNotFoundError) return undefined;
       if (error instanceof StoreError) return error;
       throw error;
     }
@@ -282,7 +285,7 @@ export class MachineStore {
       const change: MinimalChange = {};
       if (changed.includes("state")) change.state = next.state;
       if (changed.includes("ip_address")) change.ip_address = next.ip_address ?? null;
-      const edited = editInPlace(snapshot.text, document, change, snapshot.path, next.name);
+      const edited = editInPlace(snapshot.text, current, change, snapshot.path, next.name);
       if (edited !== undefined) return edited;
     }
     return serializeMachine(next, snapshot.path, document);
@@ -385,7 +388,7 @@ export class MachineStore {
 
 function symlinkedDirectory(path: string): InvalidConfigError {
   return new InvalidConfigError(path, {
-    reason: "machine directory is a symbolic link; the store never follows links (replace it with a real directory)",
+    reason: controllerRule("machine directory is a symbolic link; the store never follows links (replace it with a real directory)"),
   });
 }
 

@@ -1,9 +1,10 @@
 /**
  * The schema of `config.toml`: exactly what arcbox-core's serde loader accepts, applied to the
- * document smol-toml parses (integers as bigint, floats as number, datetimes as TomlDate).
+ * parsed document (integers as bigint, floats as number, datetimes as TomlDate).
  */
 import { TomlDate } from "smol-toml";
 import { z } from "zod";
+import { parseCreatedAt } from "./created-at.js";
 import type { Machine } from "./machine.js";
 import { PERSISTED_STATES } from "./machine.js";
 
@@ -44,29 +45,6 @@ export const OPTIONAL_STRING_KEYS = [
 
 export const BLOCK_DEVICE_KEYS = ["path", "read_only"] as const;
 
-// RFC 3339 date-time as chrono parses it: 'T' (or 't' or a space), 1-9 fraction digits, 'Z' or ±hh:mm.
-const RFC3339 =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
-
-/** True when `value` is an RFC 3339 timestamp with a real calendar date and time of day. */
-export function isRfc3339(value: string): boolean {
-  const m = RFC3339.exec(value);
-  if (!m) return false;
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  if (month < 1 || month > 12 || day < 1 || day > daysInMonth) return false;
-  if (hour > 23 || minute > 59 || second > 60) return false;
-  if (m[7] !== undefined && (Number(m[7]) > 23 || Number(m[8]) > 59)) return false;
-  return true;
-}
-
 /** How a TOML value is called in messages: "an integer", "a float", "a datetime", ... */
 export function describeTomlValue(value: unknown): string {
   if (value === undefined) return "nothing";
@@ -89,13 +67,43 @@ const optionalString = z.string().optional();
 
 const createdAt = z
   .string()
-  .refine(isRfc3339, {
+  .refine((value) => parseCreatedAt(value) !== undefined, {
     error: (issue) =>
-      `${JSON.stringify(issue.input)} is not an RFC 3339 timestamp (e.g. "2026-04-27T04:13:21.482913Z")`,
+      `${JSON.stringify(issue.input)} is not an RFC 3339 timestamp as arcbox-core's chrono reads it (e.g. "2026-04-27T04:13:21.482913Z")`,
   })
   .optional();
 
-const blockDevice = z.object({ path: z.string(), read_only: z.boolean() });
+function isPlainTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof TomlDate);
+}
+
+/**
+ * serde also reads a struct from a sequence of its fields in order (`["/d.img", true]`, further
+ * elements ignored); such a device is read as its table.
+ */
+const blockDevice = z.preprocess(
+  (value) => (Array.isArray(value) && value.length >= 2 ? { path: value[0], read_only: value[1] } : value),
+  z.object({ path: z.string(), read_only: z.boolean() }),
+);
+
+/**
+ * serde reads a unit variant from its name, or from a table holding only that name with an empty
+ * table as its value (`state = { running = {} }`, or `[state.running]`).
+ */
+const persistedState = z.preprocess(
+  (value) => {
+    if (!isPlainTable(value)) return value;
+    const entries = Object.entries(value);
+    const [key, inner] = entries[0] ?? [];
+    return entries.length === 1 && isPlainTable(inner) && Object.keys(inner).length === 0 ? key : value;
+  },
+  z.enum(PERSISTED_STATES, {
+    error: (issue) =>
+      typeof issue.input === "string"
+        ? `expected "created", "running" or "stopped" (lowercase), found ${JSON.stringify(issue.input)}`
+        : `expected "created", "running" or "stopped" (lowercase), found ${describeTomlValue(issue.input)}`,
+  }),
+);
 
 /** The document schema; unknown keys are allowed (and dropped from the output, kept by the codec). */
 export const machineDocumentSchema = z.object({
@@ -111,12 +119,7 @@ export const machineDocumentSchema = z.object({
   disk_path: optionalString,
   ssh_key_path: optionalString,
   ip_address: optionalString,
-  state: z.enum(PERSISTED_STATES, {
-    error: (issue) =>
-      typeof issue.input === "string"
-        ? `expected "created", "running" or "stopped" (lowercase), found ${JSON.stringify(issue.input)}`
-        : undefined,
-  }),
+  state: persistedState,
   vm_id: z.string(),
   created_at: createdAt,
 });

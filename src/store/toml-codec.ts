@@ -2,9 +2,10 @@
  * config.toml text <-> Machine: parsing with exact error positions, full serialisation that keeps
  * unknown keys, and minimal in-place edits of `state` / `ip_address` that keep every other byte.
  * Every text produced here is parsed back and compared with the intended document before use.
+ * Reading is toml-document's TOML 1.0 parse (what arcbox-core reads); writing is smol-toml's.
  */
-import { parse, stringify, TomlDate, TomlError, type TomlTable, type TomlValue } from "smol-toml";
-import { InvalidConfigError, StoreError, type ConfigIssue } from "./errors.js";
+import { stringify, TomlDate, type TomlTable, type TomlValue } from "smol-toml";
+import { InvalidConfigError, StoreError, controllerRule, type ConfigIssue } from "./errors.js";
 import type { Machine, PersistedState } from "./machine.js";
 import {
   BLOCK_DEVICE_KEYS,
@@ -16,12 +17,24 @@ import {
   machineFromDocument,
   U64_TOML_MAX,
 } from "./schema.js";
-import { locate, rootEntries, scanLayout, type KeyPath, type LayoutEntry, type TomlLayout } from "./toml-layout.js";
+import {
+  datetimeText,
+  locate,
+  newTable,
+  parseToml,
+  rootEntries,
+  TomlSyntaxError,
+  type KeyPath,
+  type SourceEntry,
+  type TomlSource,
+} from "./toml-document.js";
 
 /** A parsed, valid config: the machine, the whole document (unknown keys included) and its unknown keys. */
 export interface ParsedMachineConfig {
   machine: Machine;
   document: TomlTable;
+  /** Where every key and value is in the text (for minimal edits). */
+  source: TomlSource;
   /** Keys arcbox-core does not know: `foo`, `block_devices[1].bar`. */
   unknownKeys: string[];
 }
@@ -41,14 +54,14 @@ export function parseMachineConfig(
   now: () => Date = () => new Date(),
 ): ParsedMachineConfig {
   let document: TomlTable;
+  let source: TomlSource;
   try {
-    document = parse(text, { integersAsBigInt: true });
+    ({ document, source } = parseToml(text));
   } catch (error) {
-    if (!(error instanceof TomlError)) throw error;
-    const detail = (error.message.split("\n")[0] ?? "").replace(/^Invalid TOML document:\s*/, "");
+    if (!(error instanceof TomlSyntaxError)) throw error;
     throw new InvalidConfigError(
       path,
-      { line: error.line, column: error.column, reason: `invalid TOML: ${detail}` },
+      { line: error.line, column: error.column, reason: `invalid TOML: ${error.reason}` },
       { cause: error },
     );
   }
@@ -59,11 +72,9 @@ export function parseMachineConfig(
       reason: "the file has no keys; a machine config needs name, cpus, memory_mb, disk_gb, state and vm_id",
     });
   }
-  let layout: TomlLayout | undefined | null = null;
   const where = (keyPath: KeyPath): Pick<ConfigIssue, "line" | "column"> => {
-    if (layout === null) layout = scanLayout(text);
-    const entry = layout && locate(layout, keyPath);
-    return layout && entry ? layout.position(entry.keyStart) : {};
+    const entry = locate(source, keyPath);
+    return entry ? source.position(entry.keyStart) : {};
   };
 
   const issues: ConfigIssue[] = [];
@@ -83,7 +94,7 @@ export function parseMachineConfig(
     issues.push({
       ...where(["name"]),
       key: "name",
-      reason: `name: ${JSON.stringify(result.data.name)} does not match its directory name ${JSON.stringify(expectedName)}`,
+      reason: controllerRule(`name: ${JSON.stringify(result.data.name)} does not match its directory name ${JSON.stringify(expectedName)}`),
     });
   }
   if (issues.length > 0 || !result.success) {
@@ -94,6 +105,7 @@ export function parseMachineConfig(
   return {
     machine: machineFromDocument(result.data, now),
     document,
+    source,
     unknownKeys: unknownKeysOf(document),
   };
 }
@@ -132,11 +144,6 @@ function unknownKeysOf(document: TomlTable): string[] {
 
 function isTable(value: unknown): value is TomlTable {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof TomlDate);
-}
-
-/** A null-prototype table, so that keys like `__proto__` stay plain keys. */
-function newTable(): TomlTable {
-  return Object.create(null) as TomlTable;
 }
 
 /**
@@ -187,7 +194,13 @@ export function serializeMachine(machine: Machine, path: string, base?: TomlTabl
     throw new InvalidConfigError(path, { key, reason: `refusing to write an invalid machine: ${key}: ${detail}` });
   }
   // numbersAsFloat: every integer is a bigint here, so every number is a float and stays one.
-  const text = stringify(document, { numbersAsFloat: true });
+  let text: string;
+  try {
+    text = stringify(document, { numbersAsFloat: true });
+  } catch (error) {
+    // An unknown key holds a datetime smol-toml cannot write (a leap second, a day its month lacks).
+    throw new StoreError(`${path}: cannot serialise machine "${machine.name}": ${(error as Error).message}; nothing was written`, path, { cause: error });
+  }
   if (!readsBackAs(text, document, path, machine.name)) {
     throw new StoreError(`${path}: cannot serialise machine "${machine.name}" faithfully; nothing was written`, path);
   }
@@ -201,22 +214,22 @@ export interface MinimalChange {
 }
 
 /**
- * Applies `change` to `text` by editing only the bytes of those values (keeping quoting style,
- * comments, order and layout). A new `ip_address` line goes where a key-sorted file (arcbox-core
- * with toml 0.5) would have it when the root keys are sorted, else right before the `state` line
- * (where toml 0.8's declaration order puts it). Returns `undefined` when no such edit is possible
- * or the result would not read back as exactly `document` with the change applied.
+ * Applies `change` to `text` (as parsed into `parsed`) by editing only the bytes of those values
+ * (keeping quoting style, comments, order and layout). A new `ip_address` line goes where a
+ * key-sorted file (arcbox-core with toml 0.5) would have it when the root keys are sorted, else right
+ * before the `state` line (where toml 0.8's declaration order puts it). Returns `undefined` when no
+ * such edit is possible or the result would not read back as exactly the document with the change
+ * applied.
  */
 export function editInPlace(
   text: string,
-  document: TomlTable,
+  parsed: Pick<ParsedMachineConfig, "document" | "source">,
   change: MinimalChange,
   path: string,
   expectedName: string,
 ): string | undefined {
-  const layout = scanLayout(text);
-  if (!layout) return undefined;
-  const roots = rootEntries(layout);
+  const { document, source } = parsed;
+  const roots = rootEntries(source);
   const entryOf = (key: string) => roots.find((e) => e.path.length === 1 && e.path[0] === key);
   const stateEntry = entryOf("state");
   if (!stateEntry) return undefined;
@@ -242,7 +255,7 @@ export function editInPlace(
       const before = insertionPoint(roots, stateEntry);
       const indent = text.slice(before.lineStart, before.keyStart);
       const separator = text.slice(before.keyEnd, before.valueStart);
-      const line = `${indent}ip_address${separator}${quoteString(change.ip_address, style)}${layout.eol}`;
+      const line = `${indent}ip_address${separator}${quoteString(change.ip_address, style)}${source.eol}`;
       edits.push({ at: before.lineStart, end: before.lineStart, insert: line });
       expected.ip_address = change.ip_address;
     }
@@ -254,7 +267,7 @@ export function editInPlace(
   return readsBackAs(edited, expected, path, expectedName) ? edited : undefined;
 }
 
-function insertionPoint(roots: LayoutEntry[], stateEntry: LayoutEntry): LayoutEntry {
+function insertionPoint(roots: SourceEntry[], stateEntry: SourceEntry): SourceEntry {
   const keys = roots.map((e) => String(e.path[0]));
   const sorted = keys.every((k, i) => i === 0 || (keys[i - 1] as string) <= k);
   if (!sorted) return stateEntry;
@@ -283,13 +296,14 @@ export function readsBackAs(text: string, expected: TomlTable, path: string, exp
  * A string that is equal for two TOML values exactly when they hold the same data: types are
  * tagged (1 vs 1.0), table key order does not matter. The sign of a float zero is not kept
  * (smol-toml writes -0.0 as 0.0), and datetimes compare to the millisecond (what TomlDate holds).
+ * A datetime a JavaScript Date cannot hold (a leap second) compares by its text.
  */
 export function canonical(value: unknown): string {
   if (typeof value === "bigint") return `i${value}`;
   if (typeof value === "number") return `f${value === 0 ? 0 : value}`;
   if (typeof value === "string") return `s${JSON.stringify(value)}`;
   if (typeof value === "boolean") return `b${value}`;
-  if (value instanceof TomlDate) return `d${value.toISOString()}`;
+  if (value instanceof TomlDate) return `d${datetimeText(value)}`;
   if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
   if (isTable(value)) {
     const keys = Object.keys(value).sort();

@@ -16,9 +16,12 @@ afterEach(async () => {
 });
 
 describe("listMachineNames", () => {
-  it("lists entries sorted, without hidden ones such as the lock file", async () => {
-    for (const name of ["b", "a", ".arcbox-controller.lock", "c.d"]) await mkdir(path.join(dir, name));
-    expect(await listMachineNames(dir)).toEqual(["a", "b", "c.d"]);
+  it("lists what arcbox-core's list() loads, sorted: directories holding config.toml, hidden ones too", async () => {
+    for (const name of ["b", "a", "..x", ".hidden", "c.d", "empty"]) await mkdir(path.join(dir, name));
+    for (const name of ["b", "a", "..x", ".hidden", "c.d"]) await writeFile(path.join(dir, name, "config.toml"), "");
+    await writeFile(path.join(dir, ".arcbox-controller.lock"), "");
+    await writeFile(path.join(dir, "stray"), "");
+    expect(await listMachineNames(dir)).toEqual(["..x", ".hidden", "a", "b", "c.d"]);
   });
 
   it("gives no machines for a missing directory", async () => {

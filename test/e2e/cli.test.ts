@@ -153,22 +153,26 @@ describe("get", () => {
     const dir = await copyFixtures("toml08");
     await writeMachine(dir, "broken", 'name = "broken"\ncpus = -1\n');
     await mkdir(path.join(dir, "bad name"));
+    await writeMachine(dir, ".hidden", machineToml(".hidden"));
     await symlink(path.join(dir, "dev"), path.join(dir, "linked"));
     const before = await snapshot(dir);
     const result = await arcbox(["get", "-d", dir]);
     expect(result.code).toBe(0);
     const lines = result.stdout.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^NAME\s+STATE\s+ALIVE\s+IP\s+CPUS\s+MEMORY\s+AGE\s+STATUS$/);
-    expect(lines).toHaveLength(6);
+    expect(lines).toHaveLength(7);
     // Aligned: every column starts at the same offset on every line.
     const statusColumn = lines[0]!.indexOf("STATUS");
-    for (const line of lines.slice(1)) expect(line.slice(statusColumn)).toMatch(/^(Healthy|NeedsRecovery|Invalid: .+)$/);
+    for (const line of lines.slice(1)) expect(line.slice(statusColumn)).toMatch(/^(Healthy|NeedsRecovery|NoConfig|Invalid: .+)$/);
     const byName = new Map(lines.slice(1).map((line) => [line.split(/\s+/)[0], line]));
     expect(byName.get("dev")).toMatch(/^dev\s+stopped\s+no\s+10\.0\.2\.15\s+2\s+4Gi\s+\S+\s+Healthy$/);
     expect(byName.get("default")).toMatch(/NeedsRecovery$/);
     expect(byName.get("broken")).toMatch(/Invalid: .*cpus/);
     expect(byName.get("linked")).toMatch(/Invalid: .*symbolic link/i);
-    expect(result.stdout).toContain("bad name");
+    // arcbox-core's list() loads a hidden directory holding config.toml: the name rule makes it invalid.
+    expect(byName.get(".hidden")).toMatch(/Invalid: .*invalid machine name.*arcbox-controller's own/);
+    // a directory without config.toml is no machine: shown, not invalid
+    expect(lines.find((line) => line.startsWith("bad name"))).toMatch(/NoConfig$/);
     expect(await snapshot(dir)).toEqual(before);
   });
 });

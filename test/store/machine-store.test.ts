@@ -16,34 +16,48 @@ import { configText, sampleMachine, useTempStore } from "./temp-store.js";
 const t = useTempStore();
 
 describe("list and loadAll", () => {
-  it("classify every entry; hidden entries are skipped; nothing is dropped", async () => {
+  it("classify every entry as arcbox-core's list() does; only the lock file is left out; nothing is dropped", async () => {
     await t.put("good", configText("good"));
     await t.put("bad", configText("bad").replace("cpus = 2", "cpus = 2.5"));
     await mkdir(join(t.dir, "empty"));
     await writeFile(join(t.dir, "stray-file"), "x");
     await mkdir(join(t.dir, "-weird"));
-    await writeFile(join(t.dir, ".controller.lock"), "123");
+    await t.put("-named", configText("-named"));
+    await t.put(".hidden", configText(".hidden"));
+    await writeFile(join(t.dir, ".arcbox-controller.lock"), "123");
     await symlink(join(t.dir, "good"), join(t.dir, "alias"));
+    await symlink(join(t.dir, "empty"), join(t.dir, "alias-of-empty"));
 
-    expect(await t.store.list()).toEqual(["bad", "good"]);
+    expect(await t.store.list()).toEqual(["-named", ".hidden", "alias", "bad", "good"]);
     const all = await t.store.loadAll();
     expect(all.machines.map((m) => m.machine.name)).toEqual(["good"]);
     const invalid = Object.fromEntries(all.invalid.map((i) => [i.name, i]));
-    expect(Object.keys(invalid).sort()).toEqual(["-weird", "alias", "bad", "empty", "stray-file"]);
+    expect(Object.keys(invalid).sort()).toEqual(["-named", ".hidden", "alias", "bad"]);
     expect(invalid["bad"]?.error).toBeInstanceOf(InvalidConfigError);
     expect(invalid["bad"]?.error.message).toBe(`${join(t.dir, "bad", "config.toml")}:2:1: cpus: expected an integer, found a float (2.5)`);
-    expect(invalid["empty"]?.error.message).toBe(`${join(t.dir, "empty", "config.toml")}: missing: the machine directory has no config.toml`);
-    expect(invalid["stray-file"]?.error.message).toContain("is not a directory");
-    expect(invalid["-weird"]?.error).toBeInstanceOf(InvalidNameError);
+    expect(invalid["-named"]?.error).toBeInstanceOf(InvalidNameError);
+    expect(invalid[".hidden"]?.error.message).toContain("a rule of arcbox-controller's own");
     expect(invalid["alias"]?.error.message).toContain("symbolic link");
     expect(invalid["alias"]?.path).toBe(join(t.dir, "alias"));
+    const notMachines = Object.fromEntries(all.notMachines.map((n) => [n.name, n.reason]));
+    expect(Object.keys(notMachines).sort()).toEqual(["-weird", "alias-of-empty", "empty", "stray-file"]);
+    expect(notMachines["empty"]).toContain("no config.toml");
+    expect(notMachines["stray-file"]).toContain("not a directory");
+  });
+
+  it("load of a name that breaks the name rule: not found when it is no machine, invalid when arcbox-core would load it", async () => {
+    await mkdir(join(t.dir, ".cache"));
+    await expect(t.store.load(".cache")).rejects.toBeInstanceOf(MachineNotFoundError);
+    await expect(t.store.load(".gone")).rejects.toBeInstanceOf(MachineNotFoundError);
+    await t.put("..x", configText("..x"));
+    await expect(t.store.load("..x")).rejects.toBeInstanceOf(InvalidNameError);
   });
 
   it("a missing machines directory is empty", async () => {
     const { MachineStore } = await import("../../src/store/index.js");
     const store = new MachineStore({ dir: join(t.dir, "nope") });
     expect(await store.list()).toEqual([]);
-    expect(await store.loadAll()).toEqual({ machines: [], invalid: [] });
+    expect(await store.loadAll()).toEqual({ machines: [], invalid: [], notMachines: [] });
     expect(await store.sweepTempFiles()).toEqual([]);
   });
 

@@ -36,10 +36,10 @@ describe("serializeMachine", () => {
 describe("editInPlace", () => {
   it("returns undefined rather than a text that would not read back as intended", () => {
     const text = configText("m");
-    const { document } = parseMachineConfig(text, "/x", "m");
+    const parsed = parseMachineConfig(text, "/x", "m");
     // a state value the schema refuses cannot be written by a minimal edit
-    expect(editInPlace(text, document, { state: "starting" as never }, "/x", "m")).toBeUndefined();
-    expect(editInPlace(text, document, { state: "running" }, "/x", "m")).toBe(text.replace('"stopped"', '"running"'));
+    expect(editInPlace(text, parsed, { state: "starting" as never }, "/x", "m")).toBeUndefined();
+    expect(editInPlace(text, parsed, { state: "running" }, "/x", "m")).toBe(text.replace('"stopped"', '"running"'));
   });
 
   it("treats 1 and 1.0 as different values and ignores table key order", () => {

@@ -1,0 +1,94 @@
+/**
+ * Which entries of the machines directory are machines: exactly those arcbox-core's
+ * `MachinePersistence::list()` returns — a directory (a symlink to one counts) holding a
+ * `config.toml` (anything by that name that exists, links followed), whose name is UTF-8. Every
+ * command lists through here. Everything else is not a machine (arcbox creates a machine's directory
+ * a moment before its file), and only the controller's own lock file is left out altogether.
+ */
+import { promises as fsp, type Dirent } from "node:fs";
+import { join } from "node:path";
+import { LOCK_FILE_NAME } from "../host/instance-lock.js";
+import { StoreIoError, errnoCode } from "./errors.js";
+
+/** An entry arcbox-core's `list()` returns: it loads it as a machine (valid or not). */
+export interface MachineEntry {
+  kind: "machine";
+  name: string;
+  /** The entry is a symbolic link (to a directory); arcbox-core follows it, the controller refuses it. */
+  symlink: boolean;
+}
+
+/** An entry that is not a machine, and why (shown as `NoConfig` by `get`, counted nowhere). */
+export interface NoConfigEntry {
+  kind: "noConfig";
+  name: string;
+  reason: string;
+}
+
+export type DirectoryEntry = MachineEntry | NoConfigEntry;
+
+/** The file that makes a directory a machine. */
+export const CONFIG_FILE_NAME = "config.toml";
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Every entry of `dir` but the controller's lock file, sorted by name, each a machine or not as
+ * arcbox-core's `list()` decides. A missing directory has no entries; any other failure to read it
+ * throws StoreIoError.
+ */
+export async function listDirectoryEntries(dir: string): Promise<DirectoryEntry[]> {
+  let dirents: Dirent<Buffer>[];
+  try {
+    dirents = await fsp.readdir(dir, { withFileTypes: true, encoding: "buffer" });
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") return [];
+    throw new StoreIoError(dir, "read directory", error);
+  }
+  const entries = await Promise.all(
+    dirents.map(async (dirent): Promise<DirectoryEntry | undefined> => {
+      let name: string;
+      try {
+        name = utf8.decode(dirent.name);
+      } catch {
+        return { kind: "noConfig", name: dirent.name.toString("utf8"), reason: "its name is not UTF-8, so arcbox-core cannot list it" };
+      }
+      if (name === LOCK_FILE_NAME) return undefined;
+      const why = await notAMachine(dir, name);
+      return why === undefined ? { kind: "machine", name, symlink: dirent.isSymbolicLink() } : { kind: "noConfig", name, reason: why };
+    }),
+  );
+  return entries.filter((e): e is DirectoryEntry => e !== undefined).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Names of the entries of `dir` that arcbox-core's `list()` returns, sorted. Throws as listDirectoryEntries. */
+export async function listMachineEntryNames(dir: string): Promise<string[]> {
+  return (await listDirectoryEntries(dir)).filter((e) => e.kind === "machine").map((e) => e.name);
+}
+
+/**
+ * Whether arcbox-core's `list()` would return `name`: a directory (links followed) holding an
+ * existing `config.toml`. `name` must be a single path component (checked: anything else is false).
+ */
+export async function isMachineEntry(dir: string, name: string): Promise<boolean> {
+  return isEntryName(name) && (await notAMachine(dir, name)) === undefined;
+}
+
+/** Whether `name` can be an entry of a directory: one path component, not `.` or `..`. */
+export function isEntryName(name: string): boolean {
+  return name !== "" && name !== "." && name !== ".." && !name.includes("/") && !name.includes("\0");
+}
+
+/** Why `dir/name` is not a machine, or undefined when it is one. Like Rust's `is_dir()`/`exists()`, errors count as "no". */
+async function notAMachine(dir: string, name: string): Promise<string | undefined> {
+  const path = join(dir, name);
+  const stat = await fsp.stat(path).catch(() => undefined);
+  if (!stat?.isDirectory()) return "not a directory; arcbox-core lists only directories holding config.toml";
+  const problem = await fsp.stat(join(path, CONFIG_FILE_NAME)).then(
+    () => undefined,
+    (error: unknown) => errnoCode(error) ?? "error",
+  );
+  if (problem === undefined) return undefined;
+  return problem === "ENOENT"
+    ? "no config.toml in this directory; arcbox-core does not list it as a machine"
+    : `config.toml cannot be seen (${problem}); arcbox-core does not list it as a machine`;
+}
