@@ -184,6 +184,9 @@ function corpus(wild: boolean): Gen<CorpusDocument> {
       bom: fc.nat(9).map((n) => n === 0),
       loneCr: wild ? fc.nat(40).map((n) => n === 0) : fc.constant(false),
     })
+    // The one known leniency of arcbox-core's parser (a header extending a table that dotted keys
+    // created; pinned in arcbox-core-agreement.test.ts) is left out, so a run cannot stumble on it.
+    .filter((d) => !extendsDottedTable(d.unknown.map(([key]) => key), [...d.tables.map((table) => table.header)]))
     .map((d) => ({
       render(name: string): Buffer {
         const [before, after] = d.spacing;
@@ -226,6 +229,20 @@ function corpus(wild: boolean): Gen<CorpusDocument> {
       },
     }));
   return document;
+}
+
+/** The first part of a key or header, as TOML reads it (`a . b` → `a`, `"q"` → `q`). */
+function firstPart(key: string): string {
+  return key.split(".")[0]!.trim().replace(/^"(.*)"$/, "$1").replace(/^'(.*)'$/, "$1");
+}
+
+/**
+ * True when a root key is dotted (`extra.a = 1`) and a `[header]` or `[[header]]` starts with the
+ * same first part: the construct that toml_edit 0.14 accepts and TOML 1.0 forbids.
+ */
+function extendsDottedTable(rootKeys: string[], headers: string[]): boolean {
+  const dotted = new Set(rootKeys.filter((key) => key.includes(".") && !/^["'][^"']*["']$/.test(key.trim())).map(firstPart));
+  return headers.some((header) => dotted.has(firstPart(header)));
 }
 
 /** Config documents: half drawn only from valid building blocks (so most are accepted), half wild. */
