@@ -4,7 +4,8 @@
 //     own Rust loop (`arcbox-core-loader recover`, no fsync);
 //  2. the arcbox daemon's death: `arcbox-controller run` (liveness `daemon`, its default 1 s poll) with
 //     every machine `running` and a stand-in daemon holding `run/daemon.lock`; the daemon is SIGKILLed;
-//     detection is the service's "arcbox daemon is down" line, against a process blocked in flock(2) on
+//     detection is the service's "arcbox daemon is down" line (or its first "machine recovered" line,
+//     whichever comes first), against a process blocked in flock(2) on
 //     the same lock (the kernel wakes it at the death); recovery runs until the last "machine recovered"
 //     line, against the pass above at the same size and the raw loop. Every config is then checked.
 // Each one works on a freshly written tree, flushed to disk first. Every figure is a process's wall time.
@@ -137,19 +138,21 @@ for (const size of SIZES) {
       await daemon.kill();
       const released = await waiter.released;
       await allRecovered;
-      detection = { down: down - killedAt, first: first - killedAt, last: last - killedAt, span: last - down, kernel: released - killedAt };
+      const detected = Math.min(down ?? Number.POSITIVE_INFINITY, first);
+      detection = { detected: detected - killedAt, first: first - killedAt, last: last - killedAt, span: last - detected, kernel: released - killedAt };
+      if (down === null) console.log('  the service logged no "arcbox daemon is down" line: detection is its first recovery');
     } finally {
       await daemon.kill();
       await service.stop();
     }
     expectAllStopped(machines, size, "after the daemon's death");
     console.log(
-      `  daemon death: "down" logged after ${detection.down.toFixed(1)} ms, first recovery ${detection.first.toFixed(1)} ms, ` +
+      `  daemon death: detected after ${detection.detected.toFixed(1)} ms, first recovery ${detection.first.toFixed(1)} ms, ` +
         `all ${count(size)} stopped ${detection.last.toFixed(0)} ms (flock waiter woke after ${detection.kernel.toFixed(2)} ms)`,
     );
     report.add({
-      figure: `daemon death → detected ("arcbox daemon is down"), ${label}`,
-      value: detection.down,
+      figure: `daemon death → detected ("arcbox daemon is down" or first recovery), ${label}`,
+      value: detection.detected,
       unit: "ms",
       baselines: [{ name: "process blocked in flock(2) on the lock, woken by the kernel", value: detection.kernel }],
       target: "≤ 1 s",
