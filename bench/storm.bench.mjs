@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { startChokidarAlone } from "./lib/chokidar-alone.mjs";
 import { measureBareEdit } from "./lib/bare-edit.mjs";
 import { arcboxWrite } from "./lib/durable.mjs";
-import { benchRoot, machineName, machineToml, readStates, writeMachines } from "./lib/machines.mjs";
+import { benchRoot, machineToml, readStates, writeMachines } from "./lib/machines.mjs";
 import { count, knob, Report } from "./lib/report.mjs";
 import { requireBuiltCli, startService, waitSettled, writeControllerConfig } from "./lib/service.mjs";
 import { percentile, sleep } from "./lib/stats.mjs";

@@ -20,7 +20,7 @@ export function benchRoot(prefix) {
 }
 
 /** Name of machine `i` (`m00042`): sorted names are in creation order. */
-export const machineName = (i) => `m${String(i).padStart(5, "0")}`;
+const machineName = (i) => `m${String(i).padStart(5, "0")}`;
 
 /** A valid `config.toml` for `name` in `state`, laid out as arcbox-core's toml 0.8 writer does. */
 export function machineToml(name, state, { cpus = 4 } = {}) {

@@ -1,4 +1,4 @@
-// What Linux's /proc says about a process: CPU time, context switches (wake-ups) and resident memory.
+// What Linux's /proc says about a process: CPU time and context switches (wake-ups).
 import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 
@@ -48,9 +48,4 @@ export function contextSwitches(pid) {
     }
   }
   return { main, all };
-}
-
-/** Resident set size of `pid` in MB (VmRSS). */
-export function rssMb(pid) {
-  return field(readFileSync(`/proc/${pid}/status`, "utf8"), "VmRSS") / 1024;
 }

@@ -78,6 +78,15 @@ function ratio(figure, baseline) {
 
 const verdict = (met) => (met === true ? "yes" : met === false ? "no" : "");
 
+/** A missing value's reason, short enough for a cell (the bench prints it in full above its table). */
+const missing = (note) => {
+  const text = note ?? "not measured";
+  return `n/a (${text.length > 60 ? `${text.slice(0, 59)}…` : text})`;
+};
+
+/** A table cell: a literal `|` would end the cell. */
+const cell = (text) => text.replaceAll("|", "\\|");
+
 /**
  * The figures as a Markdown table: one row per figure and baseline (a figure with several baselines
  * continues on rows whose first columns are empty). Columns: bench, figure, value, baseline, its
@@ -87,11 +96,11 @@ export function formatTable(figures) {
   const header = ["bench", "figure", "value", "baseline (same run)", "baseline value", "×", "target", "met"];
   const rows = [];
   for (const figure of figures) {
-    const value = figure.value === null ? `n/a (${figure.note ?? "not measured"})` : formatValue(figure.value, figure.unit);
+    const value = figure.value === null ? missing(figure.note) : formatValue(figure.value, figure.unit);
     const baselines = figure.baselines.length > 0 ? figure.baselines : [{ name: "—", value: undefined }];
     baselines.forEach((baseline, i) => {
       const baselineValue =
-        baseline.value === undefined ? "" : baseline.value === null ? `n/a (${baseline.note ?? "not measured"})` : formatValue(baseline.value, baseline.unit ?? figure.unit);
+        baseline.value === undefined ? "" : baseline.value === null ? missing(baseline.note) : formatValue(baseline.value, baseline.unit ?? figure.unit);
       rows.push(
         i === 0
           ? [figure.bench, figure.figure, value, baseline.name, baselineValue, ratio(figure, baseline), figure.target ?? "", verdict(figure.met)]
@@ -99,6 +108,7 @@ export function formatTable(figures) {
       );
     });
   }
+  for (const row of rows) row.forEach((text, column) => (row[column] = cell(text)));
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
   const line = (cells) => `| ${cells.map((cell, column) => cell.padEnd(widths[column])).join(" | ")} |`;
   return [line(header), `|${widths.map((width) => "-".repeat(width + 2)).join("|")}|`, ...rows.map(line)].join("\n");

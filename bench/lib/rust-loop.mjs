@@ -40,8 +40,10 @@ export async function rustLoader(log = (line) => console.log(line)) {
   const build = await run(cargo, ["build", "--release", "--offline"], work);
   if (build.code !== 0) {
     rmSync(work, { recursive: true, force: true });
-    const tail = build.output.trim().split("\n").slice(-4).join(" / ");
-    return { binary: null, reason: `cargo build failed (exit ${build.code}): ${tail}` };
+    const lines = build.output.trim().split("\n");
+    // cargo's first `error` line names the problem (a missing crate, a compile error); else its last words.
+    const why = lines.find((line) => line.startsWith("error")) ?? lines.slice(-3).join(" / ");
+    return { binary: null, reason: `cargo build failed (exit ${build.code}): ${why}` };
   }
   try {
     renameSync(work, target);
