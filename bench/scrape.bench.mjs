@@ -1,102 +1,115 @@
-// Scrape cost of the per-machine series against a baseline measured in the same run: a plain
-// prom-client Gauge holding the same 10,000 {machine,state} series. Run after `npm run build`:
-//   node bench/scrape.bench.mjs
-import { performance } from "node:perf_hooks";
-import { Gauge, Registry } from "prom-client";
-import { ControllerMetrics } from "../dist/metrics/controller-metrics.js";
-import { percentile } from "./lib.mjs";
+// /metrics scrape time to first byte at MACHINES machines, through the built CLI: `arcbox-controller run`
+// (liveness `none`, every machine stopped and reconciled), once with the per-machine series
+// (`per_machine_metrics = true`, the default) and once without. Each scrape is a new connection, as
+// timed by the client. Baselines in the same run, from another process on plain node:http: the
+// service's own `arcbox_machine_state` family, pre-rendered once and served as bytes (the physical
+// limit), and the same series in a plain prom-client Gauge rendered at each scrape (the peer).
+//   node bench/scrape.bench.mjs      (after npm run build)
+// Knobs: BENCH_SCRAPE_MACHINES (default 10000), BENCH_SCRAPES (50, after 5 untimed), BENCH_DIR.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { benchRoot, writeMachines } from "./lib/machines.mjs";
+import { count, knob, Report } from "./lib/report.mjs";
+import { httpGet, requireBuiltCli, startService, waitSettled, writeControllerConfig } from "./lib/service.mjs";
+import { percentile, sleep } from "./lib/stats.mjs";
 
-const MACHINES = 10_000;
-const WARM_UP = 10;
-const SCRAPES = 50;
-const STATES = ["created", "running", "stopped", "invalid"];
+const MACHINES = knob("BENCH_SCRAPE_MACHINES", 10_000);
+const SCRAPES = knob("BENCH_SCRAPES", 50);
+const WARM_UP = 5;
+const FLOOR = fileURLToPath(new URL("./lib/children/scrape-floor.mjs", import.meta.url));
 
-const names = Array.from({ length: MACHINES }, (_, i) => `machine-${String(i).padStart(5, "0")}`);
-const stateOf = (i) => STATES[i % STATES.length];
-
-/** Median and 95th percentile (nearest rank) of `SCRAPES` timed runs after `WARM_UP` untimed ones. */
-async function measure(scrape, between = () => {}) {
-  for (let i = 0; i < WARM_UP; i++) {
-    between(i);
-    await scrape();
+/** `SCRAPES` timed GETs of `path` after `WARM_UP` untimed ones, 50 ms apart; resolves the times and the last body. */
+async function scrapes(address, path) {
+  const firstByte = [];
+  const total = [];
+  let body = "";
+  for (let i = 0; i < WARM_UP + SCRAPES; i++) {
+    const result = await httpGet(address, path);
+    if (i >= WARM_UP) {
+      firstByte.push(result.firstByte);
+      total.push(result.total);
+    }
+    body = result.body;
+    await sleep(50);
   }
-  const times = [];
-  for (let i = 0; i < SCRAPES; i++) {
-    between(i);
-    const start = performance.now();
-    await scrape();
-    times.push(performance.now() - start);
+  return { firstByte, total, body };
+}
+
+/** The `arcbox_machine_state` family of an exposition: its HELP and TYPE lines and its samples. */
+const machineFamily = (text) =>
+  text
+    .split("\n")
+    .filter((line) => /^(# (HELP|TYPE) )?arcbox_machine_state[ {]/.test(line))
+    .join("\n") + "\n";
+
+requireBuiltCli();
+const report = new Report("scrape");
+const root = benchRoot("scrape");
+try {
+  const machines = join(root.path, "machines");
+  writeMachines(machines, MACHINES, "stopped");
+  console.log(`${count(MACHINES)} machines in ${root.path}; ${SCRAPES} scrapes after ${WARM_UP} untimed`);
+
+  const measured = {};
+  for (const perMachine of [true, false]) {
+    const config = writeControllerConfig(join(root.path, `controller-${perMachine}.toml`), {
+      machines_dir: machines,
+      hooks_dir: join(root.path, "no-hooks"),
+      liveness: "none",
+      listen: "127.0.0.1:0",
+      per_machine_metrics: perMachine,
+    });
+    const service = await startService(config);
+    try {
+      await waitSettled(service, MACHINES);
+      measured[perMachine] = await scrapes(service.address, "/metrics");
+    } finally {
+      await service.stop();
+    }
+    const series = measured[perMachine].body.split("\n").filter((line) => line.startsWith("arcbox_machine_state{")).length;
+    console.log(`per_machine_metrics = ${perMachine}: ${measured[perMachine].body.length} bytes, ${series} arcbox_machine_state series`);
+    if (perMachine && series !== MACHINES) throw new Error(`expected ${MACHINES} arcbox_machine_state series, found ${series}`);
   }
-  return { median: percentile(times, 0.5), p95: percentile(times, 0.95) };
+
+  const familyFile = join(root.path, "family.prom");
+  writeFileSync(familyFile, machineFamily(measured[true].body));
+  const floor = spawn(process.execPath, [FLOOR, familyFile], { stdio: ["ignore", "pipe", "inherit"] });
+  let staticFamily;
+  let promClient;
+  try {
+    const [address] = await once(createInterface({ input: floor.stdout }), "line");
+    staticFamily = await scrapes(address, "/static");
+    promClient = await scrapes(address, "/prom-client");
+    if (staticFamily.body !== machineFamily(measured[true].body)) throw new Error("the static baseline did not serve the service's family");
+  } finally {
+    floor.kill();
+  }
+
+  for (const [q, name] of [
+    [0.5, "p50"],
+    [0.99, "p99"],
+  ]) {
+    const baselines = [
+      { name: `arcbox_machine_state family alone, pre-rendered bytes on node:http, ${name}`, value: percentile(staticFamily.firstByte, q) },
+      { name: `same series in a plain prom-client Gauge, ${name}`, value: percentile(promClient.firstByte, q) },
+    ];
+    for (const perMachine of [true, false]) {
+      const value = percentile(measured[perMachine].firstByte, q);
+      report.add({
+        figure: `/metrics time to first byte, ${name}, ${count(MACHINES)} machines, per-machine series ${perMachine ? "on" : "off"}`,
+        value,
+        unit: "ms",
+        baselines,
+        target: "≤ 5 ms",
+        max: 5,
+      });
+    }
+  }
+} finally {
+  root.remove();
 }
-
-function countSeries(text) {
-  return text.split("\n").filter((line) => line.startsWith("arcbox_machine_state{")).length;
-}
-
-// (a) Baseline: prom-client formats every label set at every scrape.
-const naiveRegistry = new Registry();
-const naiveGauge = new Gauge({
-  name: "arcbox_machine_state",
-  help: "Current state of each machine.",
-  labelNames: ["machine", "state"],
-  registers: [naiveRegistry],
-});
-names.forEach((machine, i) => naiveGauge.set({ machine, state: stateOf(i) }, 1));
-
-// (b) ControllerMetrics: pre-rendered per-machine lines, plus every other metric and the defaults.
-const metrics = new ControllerMetrics({ version: "bench" });
-names.forEach((machine, i) => metrics.setMachine(machine, stateOf(i), false));
-
-// (c) ControllerMetrics without machines: the floor set by prom-client's own metrics.
-const empty = new ControllerMetrics({ version: "bench" });
-
-for (const [label, text] of [
-  ["naive", await naiveRegistry.metrics()],
-  ["ControllerMetrics", await metrics.metricsText()],
-]) {
-  if (countSeries(text) !== MACHINES) throw new Error(`${label}: expected ${MACHINES} series, got ${countSeries(text)}`);
-}
-
-const naive = await measure(() => naiveRegistry.metrics());
-const unchanged = await measure(() => metrics.metricsText());
-// One machine changes between scrapes, so the per-machine block is joined again every time.
-let flip = 0;
-const changing = await measure(
-  () => metrics.metricsText(),
-  () => metrics.setMachine(names[0], (flip++ & 1) === 0 ? "running" : "stopped", false),
-);
-const floor = await measure(() => empty.metricsText());
-
-// setMachine: 10,000 state changes, against the same changes made on the plain Gauge.
-function timeOnce(run) {
-  const start = performance.now();
-  run();
-  return performance.now() - start;
-}
-const nextState = (i) => STATES[(i + 1) % STATES.length];
-const setMachineMs = timeOnce(() => names.forEach((machine, i) => metrics.setMachine(machine, nextState(i), i % 2 === 0)));
-const naiveSetMs = timeOnce(() =>
-  names.forEach((machine, i) => {
-    naiveGauge.remove({ machine, state: stateOf(i) });
-    naiveGauge.set({ machine, state: nextState(i) }, 1);
-  }),
-);
-const afterChangeText = await metrics.metricsText();
-if (countSeries(afterChangeText) !== MACHINES) throw new Error("series lost after state changes");
-
-const ms = (value) => value.toFixed(2).padStart(8);
-const rows = [
-  ["(a) naive prom-client Gauge, 10k series", naive],
-  ["(b) ControllerMetrics, 10k machines, unchanged", unchanged],
-  ["(b) ControllerMetrics, 10k machines, 1 change/scrape", changing],
-  ["(c) ControllerMetrics, no machines (floor)", floor],
-];
-console.log(`scrape time, ${SCRAPES} scrapes after ${WARM_UP} warm-up (Node ${process.version})`);
-console.log(`${"case".padEnd(54)}  median ms    p95 ms`);
-for (const [label, { median, p95 }] of rows) console.log(`${label.padEnd(54)} ${ms(median)}  ${ms(p95)}`);
-console.log(`ratio naive / ControllerMetrics (median): unchanged ${(naive.median / unchanged.median).toFixed(1)}x, ` +
-  `1 change/scrape ${(naive.median / changing.median).toFixed(1)}x`);
-console.log(`\n10,000 state changes: setMachine ${setMachineMs.toFixed(1)} ms ` +
-  `(${((setMachineMs * 1000) / MACHINES).toFixed(2)} µs each); ` +
-  `naive Gauge remove+set ${naiveSetMs.toFixed(1)} ms`);
+report.print();

@@ -1,12 +1,15 @@
-// Work queue overhead against a baseline measured in the same run: bare p-queue running the same
-// trivial async tasks with the same concurrency. Run after `npm run build`:
-//   node bench/workqueue.bench.mjs
+// Work queue overhead against a baseline measured in the same run: bare p-queue (the peer it is built
+// on) running the same trivial async tasks with the same concurrency. In process, on the built module.
+//   node bench/workqueue.bench.mjs      (after npm run build)
+// Knobs: BENCH_WORKQUEUE_KEYS (default 20000), BENCH_WORKQUEUE_ROUNDS (5: the median is reported).
 import PQueue from "p-queue";
 import { WorkQueue } from "../dist/controller/workqueue.js";
+import { count, knob, Report } from "./lib/report.mjs";
+import { median } from "./lib/stats.mjs";
 
-const KEYS = 20_000;
+const KEYS = knob("BENCH_WORKQUEUE_KEYS", 20_000);
 const WORKERS = 4;
-const ROUNDS = 5;
+const ROUNDS = knob("BENCH_WORKQUEUE_ROUNDS", 5);
 
 const keys = Array.from({ length: KEYS }, (_, i) => `machine-${i}`);
 const work = async () => {
@@ -42,18 +45,12 @@ async function measure(run) {
     await run();
     times.push(performance.now() - start);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  return median(times);
 }
 
+const report = new Report("workqueue");
 const base = await measure(baseline);
-const rows = [
-  ["p-queue baseline", base],
-  ["WorkQueue, distinct keys", await measure(distinctKeys)],
-  ["WorkQueue, 5 adds per key", await measure(burstyKeys)],
-];
-console.log(`work queue: ${KEYS} keys, ${WORKERS} workers, median of ${ROUNDS} rounds`);
-for (const [name, ms] of rows) {
-  const perKeyUs = (ms * 1000) / KEYS;
-  console.log(`  ${name.padEnd(28)} ${ms.toFixed(1).padStart(8)} ms  ${perKeyUs.toFixed(2).padStart(6)} µs/key  ×${(ms / base).toFixed(2)}`);
-}
+const baselines = [{ name: `bare p-queue, one task per key, ${WORKERS} workers`, value: base }];
+report.add({ figure: `WorkQueue, ${count(KEYS)} distinct keys, ${WORKERS} workers`, value: await measure(distinctKeys), unit: "ms", baselines });
+report.add({ figure: `WorkQueue, ${count(KEYS)} keys added 5 times each`, value: await measure(burstyKeys), unit: "ms", baselines });
+report.print();

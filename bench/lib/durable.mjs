@@ -1,0 +1,40 @@
+// The bare system calls of the benchmarks' baselines and edits, with nothing of the controller.
+import { randomBytes } from "node:crypto";
+import { renameSync, writeFileSync } from "node:fs";
+import { open, rename } from "node:fs/promises";
+import { dirname, join } from "node:path";
+
+/**
+ * Replaces `path` with `text` atomically and durably, with the fewest calls that can: temp file
+ * (created exclusively), write, fsync, close, rename, fsync of the directory. The physical limit of
+ * one recovery's write.
+ */
+export async function durableWrite(path, text) {
+  const dir = dirname(path);
+  const temp = join(dir, `.config.toml.raw-${randomBytes(6).toString("hex")}`);
+  const file = await open(temp, "wx", 0o644);
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temp, path);
+  const directory = await open(dir, "r");
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
+}
+
+/**
+ * Writes `path` as arcbox-core's `atomic_write` does (a `tempfile::NamedTempFile` in the same
+ * directory, `.tmpXXXXXX`, written and renamed over the file; no fsync). Synchronous, so an edit's
+ * timestamp is exact.
+ */
+export function arcboxWrite(path, text) {
+  const temp = join(dirname(path), `.tmp${randomBytes(3).toString("hex")}`);
+  writeFileSync(temp, text, { flag: "wx", mode: 0o600 });
+  renameSync(temp, path);
+}

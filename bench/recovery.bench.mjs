@@ -1,0 +1,174 @@
+// Recovery of machines persisted as `running`, through the built CLI, at each size:
+//  1. the full pass `arcbox-controller reconcile --liveness none` (every machine `running`, no hooks),
+//     against the raw durable loop (bench/raw-durable-loop.mjs; its best concurrency) and arcbox-core's
+//     own Rust loop (`arcbox-core-loader recover`, no fsync);
+//  2. the arcbox daemon's death: `arcbox-controller run` (liveness `daemon`, its default 1 s poll) with
+//     every machine `running` and a stand-in daemon holding `run/daemon.lock`; the daemon is SIGKILLed;
+//     detection is the service's "arcbox daemon is down" line (or its first "machine recovered" line,
+//     whichever comes first), against a process blocked in flock(2) on
+//     the same lock (the kernel wakes it at the death); recovery runs until the last "machine recovered"
+//     line, against the pass above at the same size and the raw loop. Every config is then checked.
+// Each one works on a freshly written tree, flushed to disk first. Every figure is a process's wall time.
+//   node bench/recovery.bench.mjs      (after npm run build)
+// Knobs: BENCH_RECOVERY_SIZES (default 1000,10000), BENCH_RAW_CONCURRENCY (4,8,16,32,64), BENCH_ROUNDS
+// (1: each measurement's median over this many runs), BENCH_RUST=0 (skip the Rust loop), BENCH_DIR.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { benchRoot, readStates, writeMachines } from "./lib/machines.mjs";
+import { count, knob, knobList, Report } from "./lib/report.mjs";
+import { rustLoader, rustRecover } from "./lib/rust-loop.mjs";
+import { requireBuiltCli, runCli, startService, waitSettled, writeControllerConfig } from "./lib/service.mjs";
+import { startLockWaiter, startStandInDaemon } from "./lib/stand-in-daemon.mjs";
+import { median, since } from "./lib/stats.mjs";
+
+const SIZES = knobList("BENCH_RECOVERY_SIZES", [1000, 10_000]);
+const CONCURRENCY = knobList("BENCH_RAW_CONCURRENCY", [4, 8, 16, 32, 64]);
+const ROUNDS = knob("BENCH_ROUNDS", 1);
+const RAW_LOOP = fileURLToPath(new URL("./raw-durable-loop.mjs", import.meta.url));
+
+requireBuiltCli();
+const report = new Report("recovery");
+const rust = await rustLoader();
+console.log(rust.binary ? `arcbox-core Rust loop: ${rust.binary}${rust.built_ms ? ` (built in ${(rust.built_ms / 1000).toFixed(0)} s)` : ""}` : `arcbox-core Rust loop: unavailable: ${rust.reason}`);
+
+/** Every config under `dir` must say `stopped` (and all `total` be there): a wrong count stops the bench. */
+function expectAllStopped(dir, total, what) {
+  const { counts } = readStates(dir);
+  if (counts.stopped !== total) throw new Error(`${what}: expected ${total} stopped machines, found ${JSON.stringify(counts)}`);
+}
+
+/** The raw durable loop as its own process; resolves its wall time (ms). */
+async function rawLoop(dir, concurrency, total) {
+  const started = performance.now();
+  const child = spawn(process.execPath, [RAW_LOOP, dir, String(concurrency)], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (chunk) => (out += chunk));
+  const [code] = await once(child, "close");
+  const wall = since(started);
+  if (code !== 0) throw new Error(`raw durable loop exited ${code}`);
+  const result = JSON.parse(out);
+  if (result.recovered !== total) throw new Error(`raw durable loop recovered ${result.recovered} of ${total}`);
+  return wall;
+}
+
+for (const size of SIZES) {
+  const root = benchRoot("recovery");
+  const machines = join(root.path, "arcbox", "machines");
+  const noHooks = join(root.path, "no-hooks");
+  const label = `${count(size)} running`;
+  console.log(`\n${label}: ${root.path} (${root.fsType})`);
+  try {
+    // 1. The full pass and its baselines.
+    const raw = new Map(CONCURRENCY.map((c) => [c, []]));
+    const rustTimes = [];
+    const pass = [];
+    const passConfig = writeControllerConfig(join(root.path, "pass.toml"), { machines_dir: machines, hooks_dir: noHooks, liveness: "none" });
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of CONCURRENCY) {
+        writeMachines(machines, size, "running");
+        raw.get(c).push(await rawLoop(machines, c, size));
+      }
+      if (rust.binary) {
+        writeMachines(machines, size, "running");
+        const result = await rustRecover(rust.binary, machines);
+        if (result.recovered !== size) throw new Error(`the Rust loop recovered ${result.recovered} of ${size}`);
+        rustTimes.push(result.wall);
+      }
+      writeMachines(machines, size, "running");
+      const run = await runCli(["reconcile", "--config", passConfig, "-o", "json"]);
+      if (run.code !== 0) throw new Error(`reconcile exited ${run.code}: ${run.stderr}`);
+      const summary = JSON.parse(run.stdout);
+      if (summary.recovered !== size) throw new Error(`reconcile recovered ${summary.recovered} of ${size}`);
+      expectAllStopped(machines, size, "reconcile --liveness none");
+      pass.push(run.wall);
+      console.log(`  round ${round + 1}: reconcile ${run.wall.toFixed(0)} ms (its own duration_ms ${summary.duration_ms})`);
+    }
+    const sweep = [...raw].map(([c, times]) => ({ c, ms: median(times) }));
+    console.log(`  raw durable loop by concurrency: ${sweep.map(({ c, ms }) => `${c}: ${ms.toFixed(0)} ms`).join(", ")}`);
+    const best = sweep.reduce((a, b) => (b.ms < a.ms ? b : a));
+    const rawBaseline = { name: `raw durable loop (best: ${best.c} in flight)`, value: best.ms };
+    const rustBaseline = rust.binary
+      ? { name: "arcbox-core Rust loop (load_all + update_state, no fsync)", value: median(rustTimes) }
+      : { name: "arcbox-core Rust loop", value: null, note: rust.reason };
+    const passMs = median(pass);
+    const rawOk = passMs <= 1.3 * best.ms;
+    report.add({
+      figure: `reconcile --liveness none, ${label}, no hooks`,
+      value: passMs,
+      unit: "ms",
+      baselines: [rawBaseline, rustBaseline],
+      target: "≤ 1.3× raw loop and < Rust loop",
+      met: !rawOk ? false : rust.binary ? passMs < rustBaseline.value : null,
+    });
+
+    // 2. The daemon's death, with the service.
+    writeMachines(machines, size, "running");
+    const lockPath = join(root.path, "arcbox", "run", "daemon.lock");
+    const daemon = await startStandInDaemon(lockPath);
+    const serviceConfig = writeControllerConfig(join(root.path, "service.toml"), { machines_dir: machines, hooks_dir: noHooks, listen: "127.0.0.1:0" });
+    const service = await startService(serviceConfig);
+    let detection;
+    try {
+      const started = performance.now();
+      await waitSettled(service, size);
+      const metrics = await service.metrics();
+      if (metrics.sum("arcbox_recoveries_total") !== 0) throw new Error("the service recovered machines while the daemon held its lock");
+      console.log(`  service start-up with a live daemon (listening → all ${count(size)} reconciled): ${since(started).toFixed(0)} ms`);
+
+      let down = null;
+      let first = null;
+      let last = null;
+      let recovered = 0;
+      const timeoutMs = 60_000 + 50 * size;
+      const allRecovered = new Promise((resolve, reject) => {
+        setTimeout(() => reject(new Error(`the service logged ${recovered} of ${size} recoveries within ${timeoutMs / 1000} s of the daemon's death`)), timeoutMs).unref();
+        service.onLog((entry) => {
+          if (entry.msg === "arcbox daemon is down") down ??= entry.at;
+          if (entry.msg === "machine recovered") {
+            first ??= entry.at;
+            last = entry.at;
+            if (++recovered === size) resolve();
+          }
+        });
+      });
+      const waiter = await startLockWaiter(lockPath);
+      const killedAt = performance.now();
+      await daemon.kill();
+      const released = await waiter.released;
+      await allRecovered;
+      const detected = Math.min(down ?? Number.POSITIVE_INFINITY, first);
+      detection = { detected: detected - killedAt, first: first - killedAt, last: last - killedAt, span: last - detected, kernel: released - killedAt };
+      if (down === null) console.log('  the service logged no "arcbox daemon is down" line: detection is its first recovery');
+    } finally {
+      await daemon.kill();
+      await service.stop();
+    }
+    expectAllStopped(machines, size, "after the daemon's death");
+    console.log(
+      `  daemon death: detected after ${detection.detected.toFixed(1)} ms, first recovery ${detection.first.toFixed(1)} ms, ` +
+        `all ${count(size)} stopped ${detection.last.toFixed(0)} ms (flock waiter woke after ${detection.kernel.toFixed(2)} ms)`,
+    );
+    report.add({
+      figure: `daemon death → detected ("arcbox daemon is down" or first recovery), ${label}`,
+      value: detection.detected,
+      unit: "ms",
+      baselines: [{ name: "process blocked in flock(2) on the lock, woken by the kernel", value: detection.kernel }],
+      target: "≤ 1 s",
+      max: 1000,
+    });
+    report.add({
+      figure: `daemon death: detected → all ${count(size)} stopped`,
+      value: detection.span,
+      unit: "ms",
+      baselines: [{ name: "reconcile --liveness none at the same size (above)", value: passMs }, rawBaseline],
+      target: "≤ the reconcile pass",
+      max: passMs,
+    });
+  } finally {
+    root.remove();
+  }
+}
+
+report.print();
