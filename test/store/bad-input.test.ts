@@ -214,7 +214,8 @@ describe("bad input", () => {
 });
 
 describe("names that could escape the machines directory", () => {
-  it.each(["..", ".", "a/b", "../x", "", "a".repeat(129), "-x", "x.", "/etc", "a\u0000b", ".hidden"])(
+  // Invalid names that cannot escape ("-x", ".hidden" …) are covered in invalid-names.test.ts.
+  it.each(["..", ".", "a/b", "../x", "", "/etc", "a\u0000b"])(
     "%j is refused before any path is touched",
     async (name) => {
       await expect(t.store.load(name)).rejects.toBeInstanceOf(InvalidNameError);
