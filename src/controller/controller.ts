@@ -7,7 +7,7 @@ import { basename } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { FSWatcher } from "chokidar";
 import type { Logger } from "pino";
-import { MachineStore } from "../store/index.js";
+import { MachineStore, type StoreIoError } from "../store/index.js";
 import type { ControllerMetrics } from "../metrics/controller-metrics.js";
 import type { HealthCheck } from "../metrics/http-server.js";
 import type { ControllerConfig } from "./config.js";
@@ -96,7 +96,7 @@ export class Controller {
       this.lock = await acquireInstanceLock(config.machinesDir);
       this.ownsLock = true;
     }
-    const swept = await this.store.sweepTempFiles();
+    const swept = await this.store.sweepTempFiles({ onProblem: (problem) => logSweepProblem(logger, problem) });
     for (const path of swept) logger.info({ path }, "removed leftover temp file");
 
     // Look at the hooks once now: their metrics series exist from start-up, and a hook that would be
@@ -312,6 +312,11 @@ export function metricsObserver(metrics: ControllerMetrics): ReconcileObserver {
     livenessProbeError: () => metrics.livenessProbeError(),
     hookFinished: (hook, result, seconds) => metrics.hookFinished(hook, result, seconds),
   };
+}
+
+/** Logs a machine directory the start-up sweep could not clean (it goes on with the others). */
+export function logSweepProblem(logger: Logger, problem: StoreIoError): void {
+  logger.warn({ path: problem.path, code: problem.code, err: problem.message }, "cannot remove leftover temp files here; skipping it");
 }
 
 export function newReconcileId(): string {

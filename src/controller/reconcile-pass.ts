@@ -4,7 +4,7 @@
  */
 import PQueue from "p-queue";
 import { MachineStore } from "../store/index.js";
-import { failureFields, hookSource, livenessOptions, metricsObserver, newReconcileId, type ControllerOptions } from "./controller.js";
+import { failureFields, hookSource, livenessOptions, logSweepProblem, metricsObserver, newReconcileId, type ControllerOptions } from "./controller.js";
 import { acquireInstanceLock } from "../host/instance-lock.js";
 import { Reconciler, type ReconcileOutcome } from "./reconciler.js";
 import { listMachineNames } from "./sources.js";
@@ -39,7 +39,8 @@ export async function reconcileOnce(options: PassOptions): Promise<PassSummary> 
   process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
   try {
     const store = new MachineStore({ dir: config.machinesDir });
-    for (const path of await store.sweepTempFiles()) logger.info({ path }, "removed leftover temp file");
+    const swept = await store.sweepTempFiles({ onProblem: (problem) => logSweepProblem(logger, problem) });
+    for (const path of swept) logger.info({ path }, "removed leftover temp file");
     const reconciler = new Reconciler({
       store,
       hooks: hookSource(options),
