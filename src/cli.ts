@@ -28,6 +28,8 @@ Options (flags beat environment, which beats the config file, which beats defaul
       --listen HOST:PORT      metrics address for run (ARCBOX_LISTEN; default 127.0.0.1:9464)
       --workers N             machines reconciled at once (default 4)
       --log-level LEVEL       trace|debug|info|warn|error (default info)
+      --allow-untrusted-machines-dir
+                              run as root even where another user can write the machines directory
   -o, --output FORMAT         table|json for get, text|json for reconcile
 
 Exit codes: 0 success; 1 a machine failed or a config is invalid; 2 usage or configuration error.
@@ -51,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
         listen: { type: "string" },
         workers: { type: "string" },
         "log-level": { type: "string" },
+        "allow-untrusted-machines-dir": { type: "boolean" },
         output: { type: "string", short: "o" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
@@ -99,6 +102,8 @@ async function main(argv: string[]): Promise<number> {
     if (error instanceof ConfigError) return usageError(error.message, false);
     throw error;
   }
+  // A switch: given, it overrides the config file's allow_untrusted_machines_dir.
+  if (values["allow-untrusted-machines-dir"]) config.allowUntrustedMachinesDir = true;
 
   switch (command as Command) {
     case "get":

@@ -9,6 +9,7 @@ import { LockHeldError } from "../host/instance-lock.js";
 import { createLogger } from "../log.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { VERSION } from "../version.js";
+import { machinesDirTrusted } from "./trust-check.js";
 
 /** Passes shorter than this show no progress line. */
 const PROGRESS_AFTER_MS = 1000;
@@ -17,6 +18,7 @@ export async function runReconcile(config: ControllerConfig, output: "text" | "j
   // stdout carries the summary (a script parses it); the log goes to stderr.
   const logger = createLogger(config.logLevel, 2);
   const metrics = new ControllerMetrics({ perMachineMetrics: false, version: VERSION, daemonLiveness: config.liveness === "daemon" });
+  if (!(await machinesDirTrusted(config, logger))) return 2;
   const progress = process.stderr.isTTY ? progressLine() : undefined;
   let summary: PassSummary;
   try {

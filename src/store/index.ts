@@ -14,6 +14,7 @@ export { isValidMachineName, validateMachineName, machineNameProblem } from "./n
 export { parseMachineConfig, type ParsedMachineConfig } from "./toml-codec.js";
 export { readMachineConfig, MAX_CONFIG_BYTES, type Revision, type MachineConfigFile } from "./config-file.js";
 export { isTempFileName, type DurableFsOps } from "./durable-write.js";
+export { checkMachinesDirTrust, findUntrustedDirectories, UntrustedMachinesDirError, type UntrustedDirectory } from "./trust.js";
 export {
   MachineStore,
   CONFIG_FILE_NAME,
