@@ -17,6 +17,7 @@
  * wait for the disk, stay asynchronous.
  */
 import * as fs from "node:fs";
+import { constants as osConstants } from "node:os";
 import { promisify } from "node:util";
 import { libc, systemCallError } from "../host/libc.js";
 
@@ -113,7 +114,7 @@ const PLATFORM: Partial<Record<NodeJS.Platform, PlatformConstants>> = {
 
 function platformConstants(): PlatformConstants {
   const values = PLATFORM[process.platform];
-  if (!values) throw systemCallError(38 /* ENOSYS */, `directory-relative calls on ${process.platform}`);
+  if (!values) throw systemCallError(osConstants.errno.ENOSYS, `directory-relative calls on ${process.platform}`);
   return values;
 }
 
@@ -126,7 +127,7 @@ function checked(syscall: string, fn: () => number): number {
     const result = fn();
     if (result >= 0) return result;
     const error = errno();
-    if (error !== 4 /* EINTR */) throw systemCallError(error, syscall);
+    if (error !== osConstants.errno.EINTR) throw systemCallError(error, syscall);
   }
 }
 
@@ -142,7 +143,7 @@ function renameSpecial(dir: number, from: string, to: string, mode: "noreplace" 
       call = libc().lib.func(`int ${name}(int fromfd, const char *from, int tofd, const char *to, unsigned int flags)`) as IntCall;
     } catch {
       // An old C library without the call: the caller falls back to a plain rename.
-      throw systemCallError(38 /* ENOSYS */, name);
+      throw systemCallError(osConstants.errno.ENOSYS, name);
     }
     boundRenameSpecial = (d, f, t, flags) => void checked(name, () => call(d, f, d, t, flags));
   }
