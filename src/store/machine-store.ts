@@ -98,9 +98,10 @@ export class MachineStore {
   }
 
   /**
-   * Reads and validates one machine. Throws MachineNotFoundError (no directory or no config.toml),
-   * InvalidNameError, InvalidConfigError (symlinked directory, bad file: see readMachineConfig),
-   * StoreIoError.
+   * Reads and validates one machine, through its directory opened as a descriptor. Throws
+   * MachineNotFoundError (no directory or no config.toml; also for an invalid name once no entry of
+   * that name exists), InvalidNameError, InvalidConfigError (symlinked directory, a directory that
+   * cannot be read, bad file: see readMachineConfig), StoreIoError.
    */
   async load(name: string): Promise<LoadedMachine> {
     const read = await this.read(name);
@@ -221,10 +222,10 @@ export class MachineStore {
   /**
    * One read-modify-write. `mutate` gets a copy of the machine and changes it (or returns a new
    * one); when nothing changed nothing is written. Only `state`/`ip_address` changed → those bytes
-   * are edited in place; otherwise the file is re-serialised with its unknown keys. The bytes on
-   * disk are compared with those read right before the rename, so a write by someone else is never
-   * overwritten; a write landing in the microseconds between that check and the rename can still
-   * be lost (POSIX has no compare-and-rename). Throws ConflictError (file changed, or not at
+   * are edited in place; otherwise the file is re-serialised with its unknown keys. A write by
+   * someone else since the read is never overwritten, not even one landing during the commit (see
+   * durable-write.ts; on a file system that cannot swap two names, one landing in the microseconds
+   * before the rename can be). Throws ConflictError (file changed, or not at
    * `ifRevision`), MachineNotFoundError, InvalidConfigError (file or result invalid), StoreIoError.
    */
   async update(
