@@ -116,6 +116,20 @@ describe("a machine directory that cannot be read", () => {
     await lockedUntouched();
   });
 
+  it("`get` and `validate` show it as invalid, and the others as they are", async () => {
+    const common = ["--config", config, "-d", machines, "--liveness", "none"];
+    const lockedDir = path.join(machines, "locked");
+    const get = await runNodeAsNobody([path.join(app, "dist", "cli.js"), "get", ...common, "-o", "json"]);
+    expect(get.code, get.stderr).toBe(0);
+    const rows = JSON.parse(get.stdout) as { name: string; status: string; error: string | null }[];
+    expect(rows.map((row) => [row.name, row.status])).toEqual([["locked", "Invalid"], ...OK.map((name) => [name, "NeedsRecovery"])]);
+    expect(rows[0]!.error).toBe(`${lockedDir}: cannot be read: permission denied (EACCES)`);
+    const validate = await runNodeAsNobody([path.join(app, "dist", "cli.js"), "validate", ...common]);
+    expect(validate.code).toBe(1);
+    expect(validate.stdout + validate.stderr).toContain(`${lockedDir}/config.toml: cannot be read: permission denied (EACCES)`);
+    await lockedUntouched();
+  });
+
   it("`run` starts, recovers every other machine and reports it", async () => {
     const args = [path.join(app, "dist", "cli.js"), "run", "--config", config, "-d", machines, "--hooks-dir", path.join(root, "no-hooks"), "--liveness", "none", "--listen", "127.0.0.1:0"];
     const child = spawnNodeAsNobody(args);
