@@ -33,6 +33,8 @@ Options (flags beat environment, which beats the config file, which beats defaul
       --workers N             machines reconciled at once (default 4)
       --log-level LEVEL       trace|debug|info|warn|error (default info)
       --log-format json|pretty  log lines (default: pretty on a terminal, json otherwise)
+      --allow-untrusted-machines-dir
+                              run as root even where another user can write the machines directory
   -o, --output FORMAT         table|json for get, text|json for reconcile
 
 Exit codes: 0 success; 1 a machine failed or a config is invalid (reconcile --dry-run: a machine
@@ -58,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
         workers: { type: "string" },
         "log-level": { type: "string" },
         "log-format": { type: "string" },
+        "allow-untrusted-machines-dir": { type: "boolean" },
         output: { type: "string", short: "o" },
         "dry-run": { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -109,6 +112,8 @@ async function main(argv: string[]): Promise<number> {
     if (error instanceof ConfigError) return usageError(error.message, false);
     throw error;
   }
+  // A switch: given, it overrides the config file's allow_untrusted_machines_dir.
+  if (values["allow-untrusted-machines-dir"]) config.allowUntrustedMachinesDir = true;
 
   switch (command as Command) {
     case "get":

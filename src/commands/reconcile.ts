@@ -11,6 +11,7 @@ import { reconcileOnce, type PassSummary } from "../controller/reconcile-pass.js
 import { createLogger } from "../log.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { VERSION } from "../version.js";
+import { machinesDirTrusted } from "./trust-check.js";
 
 /** Passes shorter than this show no progress line. */
 const PROGRESS_AFTER_MS = 1000;
@@ -19,6 +20,7 @@ export async function runReconcile(config: ControllerConfig, output: "text" | "j
   // stdout carries the summary (a script parses it); the log goes to stderr.
   const logger = createLogger({ level: config.logLevel, format: config.logFormat, fd: 2 });
   const metrics = new ControllerMetrics({ perMachineMetrics: false, version: VERSION, daemonLiveness: config.liveness === "daemon" });
+  if (!(await machinesDirTrusted(config, logger))) return 2;
   const progress = process.stderr.isTTY ? progressLine() : undefined;
   let summary: PassSummary;
   try {

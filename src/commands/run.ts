@@ -12,6 +12,7 @@ import { ActivityLog } from "../metrics/activity.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { startMetricsServer, type MetricsServer } from "../metrics/http-server.js";
 import { VERSION } from "../version.js";
+import { machinesDirTrusted } from "./trust-check.js";
 
 export async function runService(config: ControllerConfig): Promise<number> {
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
@@ -19,6 +20,7 @@ export async function runService(config: ControllerConfig): Promise<number> {
 
   // The lock comes first: a second controller is refused naming the first, before anything else
   // (such as the metrics port both would want) can fail.
+  if (!(await machinesDirTrusted(config, logger))) return 2;
   let lock: InstanceLock;
   try {
     await mkdir(config.machinesDir, { recursive: true, mode: 0o755 });

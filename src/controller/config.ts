@@ -53,6 +53,8 @@ export interface ControllerConfig {
   logFormat: LogFormat | undefined;
   /** The config file that was read, if any. */
   configFile: string | null;
+  /** Run as root even over a machines directory another user can write (see src/store/trust.ts). */
+  allowUntrustedMachinesDir: boolean;
 }
 
 /** A configuration problem: the command exits 2 and touches nothing. */
@@ -99,6 +101,7 @@ export function defaultConfig(platform: NodeJS.Platform = process.platform): Con
     logLevel: "info",
     logFormat: undefined,
     configFile: null,
+    allowUntrustedMachinesDir: false,
   };
 }
 
@@ -171,6 +174,7 @@ const fileSchema = z.strictObject({
   per_machine_metrics: z.boolean().optional(),
   log_level: z.enum(LOG_LEVELS).optional(),
   log_format: z.enum(LOG_FORMATS).optional(),
+  allow_untrusted_machines_dir: z.boolean().optional(),
 });
 
 /** Options given on the command line; `undefined` means not given. */
@@ -283,6 +287,7 @@ function applyFile(config: ControllerConfig, file: string, text: string): string
   if (v.per_machine_metrics !== undefined) config.perMachineMetrics = v.per_machine_metrics;
   if (v.log_level !== undefined) config.logLevel = v.log_level;
   if (v.log_format !== undefined) config.logFormat = v.log_format;
+  if (v.allow_untrusted_machines_dir !== undefined) config.allowUntrustedMachinesDir = v.allow_untrusted_machines_dir;
   if (config.resyncIntervalMs < 1000) throw new ConfigError(`${file}${locateKey(text, "resync_interval")}: resync_interval: must be at least 1s`);
   return v.daemon_lock === undefined ? undefined : path(v.daemon_lock);
 }

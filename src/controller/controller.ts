@@ -6,7 +6,7 @@ import { mkdir } from "node:fs/promises";
 import { basename } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import { MachineStore, type Revision } from "../store/index.js";
+import { MachineStore, type Revision, type StoreIoError } from "../store/index.js";
 import type { ActivityLog, FailureDetails } from "../metrics/activity.js";
 import type { ControllerMetrics } from "../metrics/controller-metrics.js";
 import type { HealthCheck } from "../metrics/http-server.js";
@@ -100,7 +100,7 @@ export class Controller {
       this.lock = await acquireInstanceLock(config.machinesDir);
       this.ownsLock = true;
     }
-    const swept = await this.store.sweepTempFiles();
+    const swept = await this.store.sweepTempFiles({ onProblem: (problem) => logSweepProblem(logger, problem) });
     for (const path of swept) logger.info({ path }, "removed leftover temp file");
 
     // Look at the hooks once now: their metrics series exist from start-up, and a hook that would be
@@ -377,6 +377,11 @@ export function withActivity(next: ReconcileObserver, activity: ActivityLog | un
       }
     },
   };
+}
+
+/** Logs a machine directory the start-up sweep could not clean (it goes on with the others). */
+export function logSweepProblem(logger: Logger, problem: StoreIoError): void {
+  logger.warn({ path: problem.path, code: problem.code, err: problem.message }, "cannot remove leftover temp files here; skipping it");
 }
 
 export function newReconcileId(): string {

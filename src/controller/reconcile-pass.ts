@@ -6,7 +6,7 @@
 import PQueue from "p-queue";
 import { MachineStore } from "../store/index.js";
 import { acquireInstanceLock, type InstanceLock } from "../host/instance-lock.js";
-import { failureFields, hookSource, livenessOptions, metricsObserver, newReconcileId, type ControllerOptions } from "./controller.js";
+import { failureFields, hookSource, livenessOptions, logSweepProblem, metricsObserver, newReconcileId, type ControllerOptions } from "./controller.js";
 import { Reconciler, type ReconcileOutcome } from "./reconciler.js";
 import { listMachineNames } from "./sources.js";
 
@@ -74,7 +74,8 @@ export async function reconcileOnce(options: PassOptions): Promise<PassSummary> 
   try {
     const store = new MachineStore({ dir: config.machinesDir });
     if (!dryRun) {
-      for (const path of await store.sweepTempFiles()) logger.info({ path }, "removed leftover temp file");
+      const swept = await store.sweepTempFiles({ onProblem: (problem) => logSweepProblem(logger, problem) });
+      for (const path of swept) logger.info({ path }, "removed leftover temp file");
     }
     const reconciler = new Reconciler({
       store,

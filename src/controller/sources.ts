@@ -56,7 +56,7 @@ export interface MachinesWatch {
 export async function watchMachines(options: MachineWatcherOptions): Promise<MachinesWatch> {
   const { machinesDir, onError, onRewatch } = options;
   let watched = await identity(machinesDir);
-  let watcher: FSWatcher | null = watched === null ? null : await watchDirectory(options, () => void check());
+  let watcher: { close(): Promise<void> } | null = watched === null ? null : await watchDirectory(options, () => void check());
   let problem: string | null = watched === null ? `machines directory ${machinesDir} does not exist` : null;
   let checking: Promise<void> | null = null;
   let closed = false;
@@ -113,6 +113,9 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<Mac
   };
 }
 
+/** When a new machine directory is looked at again (see watchDirectory). */
+const NEW_DIRECTORY_RECHECKS_MS = [100, 1000];
+
 /** While the machines directory is missing, how often to look for it. */
 const GONE_RECHECK_MS = 100;
 
@@ -128,7 +131,7 @@ async function identity(path: string): Promise<string | null> {
 }
 
 /** One chokidar watch of the directory as it is now; `onSelfMoved` when the directory itself goes away. */
-async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () => void): Promise<FSWatcher> {
+async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () => void): Promise<{ close(): Promise<void> }> {
   const { machinesDir, pidFile, onMachine, onError } = options;
   const relevant = new Set(["config.toml", pidFile]);
 
@@ -168,10 +171,25 @@ async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () =>
     },
   });
 
+  /** Timers of the re-checks of new directories, cleared when the watch closes. */
+  const pending = new Set<NodeJS.Timeout>();
   for (const event of ["add", "change", "unlink", "addDir", "unlinkDir"] as const) {
     watcher.on(event, (path: string) => {
       const name = machineOf(path);
-      if (name !== null) onMachine(name, event);
+      if (name === null) return;
+      onMachine(name, event);
+      // chokidar reads a new directory and arms its watch in two steps; a config.toml renamed into it
+      // in between is never reported (arcbox writes the file a moment after creating the directory).
+      // So a new machine directory is looked at again once its watch must be armed.
+      if (event === "addDir" && relative(machinesDir, path) === name) {
+        for (const delay of NEW_DIRECTORY_RECHECKS_MS) {
+          const timer = setTimeout(() => {
+            pending.delete(timer);
+            onMachine(name, null);
+          }, delay);
+          pending.add(timer);
+        }
+      }
     });
   }
   // chokidar throttles its events per path and re-arms a file's watch after a rename, so a write
@@ -190,7 +208,12 @@ async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () =>
   watcher.on("error", (error) => onError(error instanceof Error ? error : new Error(String(error))));
 
   await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
-  return watcher;
+  return {
+    async close() {
+      for (const timer of pending) clearTimeout(timer);
+      await watcher.close();
+    },
+  };
 }
 
 /** Schedules `run` every `intervalMs` ±10% (jitter keeps a fleet of controllers from resyncing in step). */

@@ -1,14 +1,13 @@
 /**
- * `flock(2)`, which Node.js does not expose. Bound through koffi, whose prebuilt binaries ship as
- * per-platform npm packages (linux and darwin, x64 and arm64), so installing needs no compiler.
+ * `flock(2)`, which Node.js does not expose, called through the C library binding (./libc.ts).
  *
  * flock locks belong to an open file description and are released by the kernel when the last
  * descriptor of it closes, also when the process dies. They are independent of `fcntl` locks on
  * Linux, so a flock probe sees exactly the locks that arcbox's daemon (and `flock(1)`) take.
  * Node opens every file with O_CLOEXEC, so a child process (a hook) never inherits a lock.
  */
-import { createRequire } from "node:module";
 import { constants } from "node:os";
+import { errnoName, libc } from "./libc.js";
 
 const LOCK_SH = 1;
 const LOCK_EX = 2;
@@ -17,23 +16,12 @@ const LOCK_UN = 8;
 
 type FlockCall = (fd: number, operation: number) => number;
 
-interface Binding {
-  flock: FlockCall;
-  errno: () => number;
+let flock: FlockCall | undefined;
+
+function load(): FlockCall {
+  flock ??= libc().lib.func("int flock(int fd, int operation)") as FlockCall;
+  return flock;
 }
-
-let binding: Binding | undefined;
-
-function load(): Binding {
-  if (binding) return binding;
-  // koffi is CommonJS; loaded on first use so that commands without locks never pay for it.
-  const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi");
-  const libc = koffi.load(process.platform === "darwin" ? "libSystem.B.dylib" : "libc.so.6");
-  binding = { flock: libc.func("int flock(int fd, int operation)") as FlockCall, errno: () => koffi.errno() };
-  return binding;
-}
-
-const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, value]) => [value, name]));
 
 /** A failed flock call, with the errno name as `code` (`EBADF`, `ENOLCK`, …) like Node's own errors. */
 export class FlockError extends Error {
@@ -47,13 +35,13 @@ export class FlockError extends Error {
 }
 
 function call(fd: number, operation: number): boolean {
-  const { flock, errno } = load();
+  const flockCall = load();
   for (;;) {
-    if (flock(fd, operation) === 0) return true;
-    const error = errno();
+    if (flockCall(fd, operation) === 0) return true;
+    const error = libc().errno();
     if (error === constants.errno.EINTR) continue;
     if (error === constants.errno.EWOULDBLOCK || error === constants.errno.EAGAIN) return false;
-    throw new FlockError(ERRNO_NAMES.get(error) ?? `errno ${error}`, error);
+    throw new FlockError(errnoName(error), error);
   }
 }
 

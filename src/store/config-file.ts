@@ -3,8 +3,9 @@
  * than 1 MiB, UTF-8 checked with the position of the first bad byte.
  */
 import { createHash } from "node:crypto";
-import { constants, promises as fsp } from "node:fs";
-import { InvalidConfigError, StoreIoError, controllerRule, errnoCode } from "./errors.js";
+import { constants, openSync, type BigIntStats } from "node:fs";
+import { defaultFsOps, type DurableFsOps } from "./dir-ops.js";
+import { InvalidConfigError, StoreError, StoreIoError, controllerRule, errnoCode } from "./errors.js";
 import { validateMachineName } from "./names.js";
 import { parseMachineConfig, type ParsedMachineConfig } from "./toml-codec.js";
 
@@ -13,6 +14,19 @@ export type Revision = string & { readonly __revision: unique symbol };
 
 /** Largest config file the store reads. */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/**
+ * Which file, in which state, a read saw: a write by rename changes `ino`, a write in place changes
+ * `ctimeNs` (and usually `size` or `mtimeNs`). Compared before a rewrite, to notice cheaply that the
+ * file changed; the content itself is compared afterwards (see durable-write.ts).
+ */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
 
 /** The bytes of a config file as read, with what a rewrite needs to keep (mode, owner). */
 export interface ConfigSnapshot {
@@ -25,6 +39,7 @@ export interface ConfigSnapshot {
   gid: number;
   /** Last modification, ms since the epoch (from the same fstat as the bytes). */
   mtimeMs: number;
+  identity: FileIdentity;
 }
 
 /** The revision of some file content. */
@@ -32,41 +47,104 @@ export function revisionOf(bytes: Uint8Array): Revision {
   return `sha256:${createHash("sha256").update(bytes).digest("hex")}` as Revision;
 }
 
-const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+/** The identity fields of an fstat. */
+export function identityOf(stat: BigIntStats): FileIdentity {
+  return { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeNs: stat.mtimeNs, ctimeNs: stat.ctimeNs };
+}
+
+/** True when two identities describe the same file in the same state. */
+export function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+}
+
+/** Flags for opening a config file: O_NOFOLLOW refuses a symlink; O_NONBLOCK makes a fifo open at once (then fstat tells). */
+export const CONFIG_READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 /**
- * Reads the raw bytes of a config file. Throws InvalidConfigError when it is a symlink, not a
- * regular file, unreadable for permissions or larger than 1 MiB; StoreIoError (code ENOENT when
- * it does not exist) for other failures.
+ * The store's error for a failed open of the config file at `path`: InvalidConfigError for a
+ * symlink, a socket or device, or missing permission; StoreIoError otherwise (code ENOENT when it
+ * does not exist).
  */
-export async function readConfigBytes(path: string): Promise<Omit<ConfigSnapshot, "text">> {
-  let handle: fsp.FileHandle;
+export function configOpenError(path: string, error: unknown): StoreError {
+  const code = errnoCode(error);
+  if (code === "ELOOP") return invalid(path, controllerRule("is a symbolic link; the store reads only regular files"));
+  if (code === "ENXIO") return invalid(path, controllerRule("is not a regular file (a socket or device)"));
+  if (code === "EACCES" || code === "EPERM") return invalid(path, `cannot be read: permission denied (${code})`);
+  return new StoreIoError(path, "open", error);
+}
+
+/** What {@link readOpenedConfig} returns: a snapshot without the decoded text. */
+export type RawConfig = Omit<ConfigSnapshot, "text">;
+
+/**
+ * Reads the config file open as `fd` (the caller closes it). Throws InvalidConfigError when it is not
+ * a regular file or is larger than 1 MiB, StoreIoError when a read fails.
+ */
+export async function readOpenedConfig(ops: DurableFsOps, fd: number, path: string): Promise<RawConfig> {
+  let stat: BigIntStats;
   try {
-    // O_NOFOLLOW refuses a symlink; O_NONBLOCK makes opening a fifo return at once (then fstat tells).
-    handle = await fsp.open(path, READ_FLAGS);
+    stat = await ops.fstat(fd);
   } catch (error) {
-    const code = errnoCode(error);
-    if (code === "ELOOP") throw invalid(path, controllerRule("is a symbolic link; the store reads only regular files"));
-    if (code === "ENXIO") throw invalid(path, controllerRule("is not a regular file (a socket or device)"));
-    if (code === "EACCES" || code === "EPERM") throw invalid(path, `cannot be read: permission denied (${code})`);
-    throw new StoreIoError(path, "open", error);
+    throw new StoreIoError(path, "fstat", error);
+  }
+  // arcbox-core cannot read a directory either; other kinds it would read.
+  if (stat.isDirectory()) throw invalid(path, "is not a regular file (a directory)");
+  if (!stat.isFile()) throw invalid(path, controllerRule(`is not a regular file (${fileKind(stat)})`));
+  if (stat.size > MAX_CONFIG_BYTES) {
+    throw invalid(path, controllerRule(`is ${stat.size} bytes; config files are limited to 1 MiB (${MAX_CONFIG_BYTES} bytes)`));
+  }
+  const bytes = await readBounded(ops, fd, path, Number(stat.size));
+  return {
+    path,
+    bytes,
+    revision: revisionOf(bytes),
+    mode: Number(stat.mode) & 0o7777,
+    uid: Number(stat.uid),
+    gid: Number(stat.gid),
+    mtimeMs: Number(stat.mtimeNs / 1_000_000n),
+    identity: identityOf(stat),
+  };
+}
+
+/**
+ * Reads the config file `name` in the opened directory `dir` (`path` is its path, for messages).
+ * Throws as {@link configOpenError} and {@link readOpenedConfig}.
+ */
+export async function readConfigAt(ops: DurableFsOps, dir: number, name: string, path: string): Promise<RawConfig> {
+  let fd: number;
+  try {
+    fd = await ops.openAt(dir, name, CONFIG_READ_FLAGS);
+  } catch (error) {
+    throw configOpenError(path, error);
   }
   try {
-    const stat = await handle.stat();
-    // arcbox-core cannot read a directory either; other kinds it would read.
-    if (stat.isDirectory()) throw invalid(path, "is not a regular file (a directory)");
-    if (!stat.isFile()) throw invalid(path, controllerRule(`is not a regular file (${fileKind(stat)})`));
-    if (stat.size > MAX_CONFIG_BYTES) {
-      throw invalid(path, controllerRule(`is ${stat.size} bytes; config files are limited to 1 MiB (${MAX_CONFIG_BYTES} bytes)`));
-    }
-    const bytes = await readBounded(handle, path, stat.size);
-    return { path, bytes, revision: revisionOf(bytes), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtimeMs: stat.mtimeMs };
+    return await readOpenedConfig(ops, fd, path);
   } finally {
-    await handle.close().catch(() => undefined);
+    await ops.close(fd).catch(() => undefined);
   }
 }
 
-async function readBounded(handle: fsp.FileHandle, path: string, expectedSize: number): Promise<Buffer> {
+/**
+ * Reads the raw bytes of a config file at any path. Throws InvalidConfigError when it is a symlink,
+ * not a regular file, unreadable for permissions or larger than 1 MiB; StoreIoError (code ENOENT when
+ * it does not exist) for other failures.
+ */
+export async function readConfigBytes(path: string): Promise<RawConfig> {
+  let fd: number;
+  try {
+    fd = openSync(path, CONFIG_READ_FLAGS);
+  } catch (error) {
+    throw configOpenError(path, error);
+  }
+  const ops = defaultFsOps();
+  try {
+    return await readOpenedConfig(ops, fd, path);
+  } finally {
+    await ops.close(fd).catch(() => undefined);
+  }
+}
+
+async function readBounded(ops: DurableFsOps, fd: number, path: string, expectedSize: number): Promise<Buffer> {
   let buffer = Buffer.alloc(Math.min(expectedSize, MAX_CONFIG_BYTES) + 1);
   let length = 0;
   for (;;) {
@@ -81,7 +159,7 @@ async function readBounded(handle: fsp.FileHandle, path: string, expectedSize: n
     }
     let bytesRead: number;
     try {
-      ({ bytesRead } = await handle.read(buffer, length, buffer.length - length, length));
+      bytesRead = await ops.read(fd, buffer, length, buffer.length - length, length);
     } catch (error) {
       throw new StoreIoError(path, "read", error);
     }

@@ -2,6 +2,7 @@
  * Typed errors of the machine store. Every message names the file (or machine) and the problem,
  * so it can be shown to a person as it is.
  */
+import { getSystemErrorMap } from "node:util";
 
 /** Base class of every error the store throws on purpose. */
 export class StoreError extends Error {
@@ -95,7 +96,10 @@ export class InvalidNameError extends StoreError {
   }
 }
 
-/** A file-system operation failed (e.g. ENOSPC while writing); the message names the file and errno. */
+/**
+ * A file-system operation failed (e.g. ENOSPC while writing). The message names the file, the
+ * operation and the errno: `/m/web/config.toml: write (temp file …) failed: ENOSPC (no space left on device)`.
+ */
 export class StoreIoError extends StoreError {
   override readonly path: string;
   readonly operation: string;
@@ -103,10 +107,7 @@ export class StoreIoError extends StoreError {
 
   constructor(path: string, operation: string, cause: unknown) {
     const code = errnoCode(cause);
-    const detail = cause instanceof Error ? cause.message : String(cause);
-    // Node's own messages already start with the code ("ENOSPC: no space left on device, write").
-    const reason = code && !detail.startsWith(code) ? `${code}: ${detail}` : detail;
-    super(`${path}: ${operation} failed: ${reason}`, path, { cause });
+    super(`${path}: ${operation} failed: ${describeFailure(cause, code)}`, path, { cause });
     this.path = path;
     this.operation = operation;
     this.code = code;
@@ -120,4 +121,18 @@ export function errnoCode(error: unknown): string | undefined {
     return typeof code === "string" ? code : undefined;
   }
   return undefined;
+}
+
+/**
+ * `ENOSPC (no space left on device)` for a system error, the message otherwise. Node's own message
+ * (`ENOSPC: no space left on device, write '/proc/self/fd/23/…'`) is not repeated: it would name the
+ * code twice and a descriptor path instead of the file.
+ */
+function describeFailure(cause: unknown, code: string | undefined): string {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  if (code === undefined) return message;
+  const errno = (cause as { errno?: unknown }).errno;
+  const known = typeof errno === "number" ? getSystemErrorMap().get(errno) : undefined;
+  const description = known?.[0] === code ? known[1] : /^[A-Z0-9_]+: ([^,]+)/.exec(message)?.[1];
+  return description ? `${code} (${description})` : code;
 }

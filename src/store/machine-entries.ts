@@ -78,7 +78,12 @@ export function isEntryName(name: string): boolean {
   return name !== "" && name !== "." && name !== ".." && !name.includes("/") && !name.includes("\0");
 }
 
-/** Why `dir/name` is not a machine, or undefined when it is one. Like Rust's `is_dir()`/`exists()`, errors count as "no". */
+/**
+ * Why `dir/name` is not a machine, or undefined when it is one. Like Rust's `is_dir()`/`exists()`,
+ * except that a `config.toml` hidden by an error other than "does not exist" (EACCES on a directory
+ * the controller may not enter) counts as present: arcbox-core would silently skip such a machine,
+ * while the controller loads it and reports why it cannot be read.
+ */
 async function notAMachine(dir: string, name: string): Promise<string | undefined> {
   const path = join(dir, name);
   const stat = await fsp.stat(path).catch(() => undefined);
@@ -87,8 +92,6 @@ async function notAMachine(dir: string, name: string): Promise<string | undefine
     () => undefined,
     (error: unknown) => errnoCode(error) ?? "error",
   );
-  if (problem === undefined) return undefined;
-  return problem === "ENOENT"
-    ? "no config.toml in this directory; arcbox-core does not list it as a machine"
-    : `config.toml cannot be seen (${problem}); arcbox-core does not list it as a machine`;
+  if (problem === undefined || (problem !== "ENOENT" && problem !== "ENOTDIR")) return undefined;
+  return "no config.toml in this directory; arcbox-core does not list it as a machine";
 }

@@ -2,7 +2,7 @@
  * MachineStore: the port of arcbox-core's `MachinePersistence` — one `config.toml` per machine
  * directory under `dir`, with validated reads, durable minimal writes and optimistic concurrency.
  */
-import { promises as fsp } from "node:fs";
+import { constants, promises as fsp, type Dirent } from "node:fs";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import PQueue from "p-queue";
@@ -19,8 +19,9 @@ import {
 import { toPersistedState, type Machine, type MachineState } from "./machine.js";
 import { machineNameProblem, validateMachineName } from "./names.js";
 import { orderMachineKeys } from "./schema.js";
-import { decodeUtf8, readConfigBytes, revisionOf, type ConfigSnapshot, type Revision } from "./config-file.js";
-import { isTempFileName, writeFileDurably, type DurableFsOps } from "./durable-write.js";
+import { decodeUtf8, readConfigAt, revisionOf, type ConfigSnapshot, type Revision } from "./config-file.js";
+import { defaultFsOps, type DurableFsOps } from "./dir-ops.js";
+import { isTempFileName, writeFileDurably, type OpenDirectory, type WritePrecondition } from "./durable-write.js";
 import { CONFIG_FILE_NAME, isEntryName, isMachineEntry, listDirectoryEntries, listMachineEntryNames } from "./machine-entries.js";
 import { editInPlace, parseMachineConfig, serializeMachine, type MinimalChange, type ParsedMachineConfig } from "./toml-codec.js";
 
@@ -55,7 +56,10 @@ export interface NotAMachine {
 export interface MachineStoreOptions {
   /** The machines directory (`<machines-dir>`). */
   dir: string;
-  /** Low-level file operations of the durable writer (fault-injection tests only). */
+  /**
+   * The file operations (default: those of this system, see dir-ops.ts). Tests pass others to inject
+   * faults or to choose how names inside an opened directory are reached.
+   */
   fs?: DurableFsOps;
   /** How many machines `loadAll` reads at once. */
   loadConcurrency?: number;
@@ -73,14 +77,15 @@ interface ReadResult extends ParsedMachineConfig {
 /** Reads and writes machine configs under one machines directory. Every name is validated first. */
 export class MachineStore {
   readonly dir: string;
-  private readonly fsOps: DurableFsOps | undefined;
+  private readonly givenFsOps: DurableFsOps | undefined;
+  private resolvedFsOps: DurableFsOps | undefined;
   private readonly loadConcurrency: number;
   /** Writes to one file from this process queue up, so the conflict check and rename are not interleaved. */
   private readonly writeLocks = new Map<string, Promise<unknown>>();
 
   constructor(options: MachineStoreOptions) {
     this.dir = options.dir;
-    this.fsOps = options.fs;
+    this.givenFsOps = options.fs;
     this.loadConcurrency = Math.max(1, options.loadConcurrency ?? 16);
   }
 
@@ -96,10 +101,10 @@ export class MachineStore {
   }
 
   /**
-   * Reads and validates one machine. Throws MachineNotFoundError (no directory or no config.toml:
-   * also for a name that breaks the name rule, when that entry is no machine arcbox-core would list),
-   * InvalidNameError, InvalidConfigError (symlinked directory, bad file: see readMachineConfig),
-   * StoreIoError.
+   * Reads and validates one machine, through its directory opened as a descriptor. Throws
+   * MachineNotFoundError (no directory or no config.toml; also for a name that breaks the name rule
+   * once no entry of that name exists), InvalidNameError, InvalidConfigError (symlinked directory, a
+   * directory that cannot be read, bad file: see readMachineConfig), StoreIoError.
    */
   async load(name: string): Promise<LoadedMachine> {
     // A single path component inside the machines directory may be looked at to tell the two apart.
@@ -174,39 +179,55 @@ export class MachineStore {
    * saving), StoreIoError.
    */
   async save(machine: Machine): Promise<Revision> {
-    const dir = this.machineDir(machine.name);
-    const path = join(dir, CONFIG_FILE_NAME);
-    await this.ensureMachineDir(dir);
-    let existing: ReadResult | undefined;
-    try {
-      existing = await this.read(machine.name);
-    } catch (error) {
-      if (!(error instanceof MachineNotFoundError)) throw error;
-    }
-    const text = serializeMachine(orderMachineKeys(machine), path, existing?.document);
-    const bytes = Buffer.from(text, "utf8");
-    if (existing && existing.snapshot.bytes.equals(bytes)) return existing.snapshot.revision;
-    await this.writeChecked(path, bytes, existing?.snapshot);
-    return revisionOf(bytes);
+    const path = this.machineDir(machine.name);
+    await this.ensureMachineDir(path);
+    return this.withMachineDir(machine.name, async (dir) => {
+      let existing: ReadResult | undefined;
+      try {
+        existing = await this.readIn(dir, machine.name);
+      } catch (error) {
+        if (!(error instanceof MachineNotFoundError)) throw error;
+      }
+      const text = serializeMachine(orderMachineKeys(machine), join(path, CONFIG_FILE_NAME), existing?.document);
+      const bytes = Buffer.from(text, "utf8");
+      if (existing && existing.snapshot.bytes.equals(bytes)) return existing.snapshot.revision;
+      await this.writeChecked(dir, bytes, existing?.snapshot);
+      return revisionOf(bytes);
+    });
   }
 
-  /** Removes the machine directory and everything in it (symlinks are removed, never followed). A missing machine is not an error. */
+  /**
+   * Removes the machine directory and everything in it, working through directory descriptors so
+   * that nothing outside it is touched even if a path in it is swapped meanwhile (symlinks are
+   * removed, never followed). A missing machine is not an error. Throws InvalidNameError, StoreIoError.
+   */
   async remove(name: string): Promise<void> {
-    const dir = this.machineDir(name);
+    const path = this.machineDir(name);
+    let fd: number;
     try {
-      await fsp.rm(dir, { recursive: true, force: true });
+      fd = await this.fsOps.openDirectory(path);
     } catch (error) {
-      throw new StoreIoError(dir, "remove", error);
+      const code = errnoCode(error);
+      if (code === "ENOENT") return;
+      // A symlink or a file in the machine's place: remove that entry itself.
+      if (code === "ENOTDIR" || code === "ELOOP") return removeEntry(() => fsp.unlink(path), path);
+      throw new StoreIoError(path, "open directory", error);
     }
+    try {
+      await this.removeContents({ fd, path });
+    } finally {
+      await this.fsOps.close(fd).catch(() => undefined);
+    }
+    await removeEntry(() => fsp.rmdir(path), path);
   }
 
   /**
    * One read-modify-write. `mutate` gets a copy of the machine and changes it (or returns a new
    * one); when nothing changed nothing is written. Only `state`/`ip_address` changed → those bytes
-   * are edited in place; otherwise the file is re-serialised with its unknown keys. The bytes on
-   * disk are compared with those read right before the rename, so a write by someone else is never
-   * overwritten; a write landing in the microseconds between that check and the rename can still
-   * be lost (POSIX has no compare-and-rename). Throws ConflictError (file changed, or not at
+   * are edited in place; otherwise the file is re-serialised with its unknown keys. A write by
+   * someone else since the read is never overwritten, not even one landing during the commit (see
+   * durable-write.ts; on a file system that cannot swap two names, one landing in the microseconds
+   * before the rename can be). Throws ConflictError (file changed, or not at
    * `ifRevision`), MachineNotFoundError, InvalidConfigError (file or result invalid), StoreIoError.
    */
   async update(
@@ -214,23 +235,25 @@ export class MachineStore {
     mutate: (machine: Machine) => Machine | void,
     options: UpdateOptions = {},
   ): Promise<LoadedMachine> {
-    const current = await this.read(name);
-    const path = current.snapshot.path;
-    if (options.ifRevision !== undefined && options.ifRevision !== current.snapshot.revision) {
-      throw new ConflictError(path, "its revision differs from the one the update was based on");
-    }
-    const draft = structuredClone(current.machine);
-    const next = orderMachineKeys(mutate(draft) ?? draft);
-    if (next.name !== name) {
-      throw new InvalidConfigError(path, { key: "name", reason: `update cannot rename machine "${name}" to ${JSON.stringify(next.name)}` });
-    }
-    const changed = changedKeys(current.machine, next);
-    if (changed.length === 0) return this.loaded(current);
-    const text = this.render(current, next, changed);
-    const bytes = Buffer.from(text, "utf8");
-    await this.writeChecked(path, bytes, current.snapshot);
-    const written = parseMachineConfig(text, path, name);
-    return { machine: written.machine, revision: revisionOf(bytes), path, unknownKeys: written.unknownKeys, mtimeMs: Date.now() };
+    return this.withMachineDir(name, async (dir) => {
+      const current = await this.readIn(dir, name);
+      const path = current.snapshot.path;
+      if (options.ifRevision !== undefined && options.ifRevision !== current.snapshot.revision) {
+        throw new ConflictError(path, "its revision differs from the one the update was based on");
+      }
+      const draft = structuredClone(current.machine);
+      const next = orderMachineKeys(mutate(draft) ?? draft);
+      if (next.name !== name) {
+        throw new InvalidConfigError(path, { key: "name", reason: `update cannot rename machine "${name}" to ${JSON.stringify(next.name)}` });
+      }
+      const changed = changedKeys(current.machine, next);
+      if (changed.length === 0) return this.loaded(current);
+      const text = this.render(current, next, changed);
+      const bytes = Buffer.from(text, "utf8");
+      await this.writeChecked(dir, bytes, current.snapshot);
+      const written = parseMachineConfig(text, path, name);
+      return { machine: written.machine, revision: revisionOf(bytes), path, unknownKeys: written.unknownKeys, mtimeMs: Date.now() };
+    });
   }
 
   /** Sets the persisted state (`starting` → `running`, `stopping` → `stopped`); see `update` for errors. */
@@ -251,29 +274,45 @@ export class MachineStore {
 
   /**
    * Removes this store's leftover temp files (`.config.toml.arcbox-tmp-*`, from a crash mid-write)
-   * from every machine directory; nothing else is touched. Returns the removed paths.
+   * from every machine directory; nothing else is touched. A machine directory that cannot be read,
+   * or a temp file that cannot be removed, does not stop the sweep: it is passed to `onProblem` as a
+   * StoreIoError naming it, and the sweep goes on. Returns the removed paths. Throws StoreIoError
+   * only when the machines directory itself cannot be read.
    */
-  async sweepTempFiles(): Promise<string[]> {
+  async sweepTempFiles(options: { onProblem?: (problem: StoreIoError) => void } = {}): Promise<string[]> {
+    const ops = this.fsOps;
+    const report = options.onProblem ?? (() => undefined);
     const removed: string[] = [];
     for (const entry of await this.readMachinesDir()) {
       if (!entry.isDirectory() || machineNameProblem(entry.name) !== undefined) continue;
-      const dir = join(this.dir, entry.name);
-      let names: import("node:fs").Dirent[];
+      const path = join(this.dir, entry.name);
+      let fd: number;
       try {
-        names = await fsp.readdir(dir, { withFileTypes: true });
+        fd = await ops.openDirectory(path);
       } catch (error) {
-        if (errnoCode(error) === "ENOENT") continue;
-        throw new StoreIoError(dir, "read directory", error);
+        // Gone, or replaced by a symlink or a file since it was listed: nothing of ours in there.
+        if (!["ENOENT", "ENOTDIR", "ELOOP"].includes(errnoCode(error) ?? "")) report(new StoreIoError(path, "open directory", error));
+        continue;
       }
-      for (const file of names) {
-        if (!file.isFile() || !isTempFileName(file.name)) continue;
-        const path = join(dir, file.name);
+      try {
+        let files: Dirent[];
         try {
-          await fsp.unlink(path);
-          removed.push(path);
+          files = await ops.readDir(fd, path);
         } catch (error) {
-          if (errnoCode(error) !== "ENOENT") throw new StoreIoError(path, "remove temp file", error);
+          report(new StoreIoError(path, "read directory", error));
+          continue;
         }
+        for (const file of files) {
+          if (!file.isFile() || !isTempFileName(file.name)) continue;
+          try {
+            await ops.unlinkAt(fd, file.name);
+            removed.push(join(path, file.name));
+          } catch (error) {
+            if (errnoCode(error) !== "ENOENT") report(new StoreIoError(join(path, file.name), "remove temp file", error));
+          }
+        }
+      } finally {
+        await ops.close(fd).catch(() => undefined);
       }
     }
     return removed.sort();
@@ -291,21 +330,21 @@ export class MachineStore {
     return serializeMachine(next, snapshot.path, document);
   }
 
-  private async read(name: string): Promise<ReadResult> {
-    const dir = this.machineDir(name);
-    const path = join(dir, CONFIG_FILE_NAME);
-    let stat;
-    try {
-      stat = await fsp.lstat(dir);
-    } catch (error) {
-      if (errnoCode(error) === "ENOENT") throw new MachineNotFoundError(name, dir);
-      throw new StoreIoError(dir, "stat", error);
-    }
-    if (stat.isSymbolicLink()) throw symlinkedDirectory(dir);
-    if (!stat.isDirectory()) throw new InvalidConfigError(dir, { reason: "is not a directory (machine entries are directories holding config.toml)" });
+  /** The file operations: those given, else this system's (chosen on first use). */
+  private get fsOps(): DurableFsOps {
+    return (this.resolvedFsOps ??= this.givenFsOps ?? defaultFsOps());
+  }
+
+  private read(name: string): Promise<ReadResult> {
+    return this.withMachineDir(name, (dir) => this.readIn(dir, name));
+  }
+
+  /** Reads and validates `config.toml` in the opened machine directory. */
+  private async readIn(dir: OpenDirectory, name: string): Promise<ReadResult> {
+    const path = join(dir.path, CONFIG_FILE_NAME);
     let raw;
     try {
-      raw = await readConfigBytes(path);
+      raw = await readConfigAt(this.fsOps, dir.fd, CONFIG_FILE_NAME, path);
     } catch (error) {
       if (error instanceof StoreIoError && error.code === "ENOENT") throw new MachineNotFoundError(name, path);
       throw error;
@@ -313,6 +352,84 @@ export class MachineStore {
     const text = decodeUtf8(raw.bytes, path);
     const parsed = parseMachineConfig(text, path, name);
     return { snapshot: { ...raw, text }, ...parsed };
+  }
+
+  /**
+   * Opens the directory of machine `name` as a descriptor (never through a symlink), runs `use` with
+   * it and closes it. Everything `use` does inside goes through the descriptor. Throws
+   * MachineNotFoundError, InvalidNameError, InvalidConfigError (a symlink, not a directory, no
+   * permission), StoreIoError.
+   */
+  private async withMachineDir<T>(name: string, use: (dir: OpenDirectory) => Promise<T>): Promise<T> {
+    const path = await this.existingMachineDir(name);
+    let fd: number;
+    try {
+      fd = await this.fsOps.openDirectory(path);
+    } catch (error) {
+      throw await machineDirError(name, path, error);
+    }
+    try {
+      return await use({ fd, path });
+    } finally {
+      await this.fsOps.close(fd).catch(() => undefined);
+    }
+  }
+
+  /**
+   * `<dir>/<name>` for a valid name. An invalid name is InvalidNameError while an entry of that name
+   * exists, and MachineNotFoundError once it is gone (so that whoever tracks it can forget it). Only
+   * a name that can be an entry of the machines directory (no `/`, not `.` or `..`) is looked up.
+   */
+  private async existingMachineDir(name: string): Promise<string> {
+    const problem = machineNameProblem(name);
+    if (problem === undefined) return join(this.dir, name);
+    const path = join(this.dir, String(name));
+    const entryName = typeof name === "string" && name !== "" && name !== "." && name !== ".." && !/[/\0]/.test(name);
+    if (entryName && (await fsp.lstat(path).then(() => false, (error: unknown) => errnoCode(error) === "ENOENT"))) {
+      throw new MachineNotFoundError(name, path);
+    }
+    throw new InvalidNameError(String(name), problem, path);
+  }
+
+  /** Removes everything inside the opened directory, through descriptors only. */
+  private async removeContents(dir: OpenDirectory): Promise<void> {
+    const ops = this.fsOps;
+    let entries: Dirent[];
+    try {
+      entries = await ops.readDir(dir.fd, dir.path);
+    } catch (error) {
+      throw new StoreIoError(dir.path, "read directory", error);
+    }
+    for (const entry of entries) {
+      const path = join(dir.path, entry.name);
+      const unlink = () => ops.unlinkAt(dir.fd, entry.name);
+      if (!entry.isDirectory()) {
+        const failure = await unlink().then(() => undefined, (error: unknown) => error);
+        const code = errnoCode(failure);
+        if (failure === undefined || code === "ENOENT") continue;
+        // EISDIR (Linux) or EPERM (macOS): it became a directory since it was listed.
+        if (code !== "EISDIR" && code !== "EPERM") throw new StoreIoError(path, "remove", failure);
+      }
+      let fd: number;
+      try {
+        fd = await ops.openAt(dir.fd, entry.name, SUBDIRECTORY_FLAGS);
+      } catch (error) {
+        const code = errnoCode(error);
+        if (code === "ENOENT") continue;
+        // It became a symlink or a file since it was listed.
+        if (code === "ENOTDIR" || code === "ELOOP") {
+          await removeEntry(unlink, path);
+          continue;
+        }
+        throw new StoreIoError(path, "open directory", error);
+      }
+      try {
+        await this.removeContents({ fd, path });
+      } finally {
+        await ops.close(fd).catch(() => undefined);
+      }
+      await removeEntry(() => ops.rmdirAt(dir.fd, entry.name), path);
+    }
   }
 
   private loaded(read: ReadResult): LoadedMachine {
@@ -326,17 +443,20 @@ export class MachineStore {
   }
 
   /**
-   * Durable write of `bytes` over `path` unless the file no longer holds what `basis` read (or,
-   * without a basis, exists by now). Keeps the basis's mode and owner; a new file gets 0600.
+   * Durable write of `bytes` as `config.toml` in the opened machine directory, unless the file no
+   * longer is the one `basis` read (or, without a basis, exists by now): then ConflictError. Keeps
+   * the basis's mode and owner; a new file gets 0600.
    */
-  private async writeChecked(path: string, bytes: Uint8Array, basis: ConfigSnapshot | undefined): Promise<void> {
+  private async writeChecked(dir: OpenDirectory, bytes: Uint8Array, basis: ConfigSnapshot | undefined): Promise<void> {
+    const path = join(dir.path, CONFIG_FILE_NAME);
+    const precondition: WritePrecondition = basis ? { basis: { revision: basis.revision, identity: basis.identity } } : { absent: true };
     const previous = this.writeLocks.get(path) ?? Promise.resolve();
     const write = previous.then(() =>
-      writeFileDurably(path, bytes, {
+      writeFileDurably(dir, CONFIG_FILE_NAME, bytes, {
         mode: basis?.mode ?? 0o600,
         owner: basis && { uid: basis.uid, gid: basis.gid },
         fs: this.fsOps,
-        beforeRename: () => this.assertUnchanged(path, basis?.revision),
+        precondition,
       }),
     );
     const settled = write.catch(() => undefined);
@@ -348,35 +468,18 @@ export class MachineStore {
     }
   }
 
-  /** The conflict check: the file must still hold the bytes we read (or still be absent). */
-  private async assertUnchanged(path: string, expected: Revision | undefined): Promise<void> {
-    let actual: Revision | undefined;
-    try {
-      actual = (await readConfigBytes(path)).revision;
-    } catch (error) {
-      if (!(error instanceof StoreIoError && error.code === "ENOENT")) {
-        if (error instanceof StoreError) throw new ConflictError(path, `it is no longer readable: ${error.message}`);
-        throw error;
-      }
-    }
-    if (actual === expected) return;
-    throw new ConflictError(path, expected === undefined ? "it was created meanwhile" : actual === undefined ? "it was removed meanwhile" : "its content changed since it was read");
-  }
-
+  /** Creates the machines directory and the machine's directory (0700) unless they exist. */
   private async ensureMachineDir(dir: string): Promise<void> {
     try {
       await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
       await fsp.mkdir(dir, { mode: 0o700 });
-      return;
     } catch (error) {
+      // Whatever exists there is looked at when it is opened (a symlink or a file is refused then).
       if (errnoCode(error) !== "EEXIST") throw new StoreIoError(dir, "create directory", error);
     }
-    const stat = await fsp.lstat(dir);
-    if (stat.isSymbolicLink()) throw symlinkedDirectory(dir);
-    if (!stat.isDirectory()) throw new InvalidConfigError(dir, { reason: "is not a directory (machine entries are directories holding config.toml)" });
   }
 
-  private async readMachinesDir(): Promise<import("node:fs").Dirent[]> {
+  private async readMachinesDir(): Promise<Dirent[]> {
     try {
       return await fsp.readdir(this.dir, { withFileTypes: true });
     } catch (error) {
@@ -390,6 +493,32 @@ function symlinkedDirectory(path: string): InvalidConfigError {
   return new InvalidConfigError(path, {
     reason: controllerRule("machine directory is a symbolic link; the store never follows links (replace it with a real directory)"),
   });
+}
+
+const SUBDIRECTORY_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/** The store's error for a machine directory that could not be opened. */
+async function machineDirError(name: string, path: string, error: unknown): Promise<StoreError> {
+  const code = errnoCode(error);
+  if (code === "ENOENT") return new MachineNotFoundError(name, path);
+  if (code === "EACCES" || code === "EPERM") return new InvalidConfigError(path, { reason: `cannot be read: permission denied (${code})` });
+  if (code === "ENOTDIR" || code === "ELOOP") {
+    // O_NOFOLLOW | O_DIRECTORY refuses both a symlink and a file: tell which.
+    const stat = await fsp.lstat(path).catch(() => undefined);
+    if (stat === undefined) return new MachineNotFoundError(name, path);
+    if (stat.isSymbolicLink()) return symlinkedDirectory(path);
+    if (!stat.isDirectory()) return new InvalidConfigError(path, { reason: "is not a directory (machine entries are directories holding config.toml)" });
+  }
+  return new StoreIoError(path, "open directory", error);
+}
+
+/** Runs a removal of `path`; a missing entry is fine, anything else is a StoreIoError. */
+async function removeEntry(remove: () => Promise<void>, path: string): Promise<void> {
+  try {
+    await remove();
+  } catch (error) {
+    if (errnoCode(error) !== "ENOENT") throw new StoreIoError(path, "remove", error);
+  }
 }
 
 /** Keys whose values differ between two machines (absent and `undefined` are the same). */

@@ -2,7 +2,7 @@
  * What a running controller records for the landing page: recoveries, failures, invalid configs and
  * the arcbox daemon going down and up, with real files, hooks and a stand-in daemon.
  */
-import { rm, writeFile } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { defaultDaemonLock } from "../../src/controller/config.js";
@@ -10,7 +10,7 @@ import { Controller } from "../../src/controller/controller.js";
 import { ActivityLog, type ActivityEntry } from "../../src/metrics/activity.js";
 import { ControllerMetrics } from "../../src/metrics/controller-metrics.js";
 import { startStandInDaemon, type StandInDaemon } from "../helpers/daemon.js";
-import { machineToml, memoryLogger, testConfig, writeHook, writeMachine } from "../helpers/machines.js";
+import { machineToml, memoryLogger, replaceFile, testConfig, writeHook, writeMachine } from "../helpers/machines.js";
 import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
 
 let root: string;
@@ -71,7 +71,7 @@ describe("the controller's activity record", () => {
     expect(invalid()[0]).toMatchObject({ machine: "bad", path: path.join(machines, "bad", "config.toml") });
 
     // The same content again (a touch, a resync): not recorded again.
-    await writeFile(path.join(machines, "bad", "config.toml"), 'name = "bad"\nstate = "Running"\n');
+    await replaceFile(path.join(machines, "bad", "config.toml"), 'name = "bad"\nstate = "Running"\n');
     // Written after it, so seen after it.
     await writeMachine(machines, "marker", machineToml("marker", { state: "stopped" }));
     await waitFor(() => stateOf("marker") === "stopped", "the marker machine");
@@ -79,12 +79,12 @@ describe("the controller's activity record", () => {
     expect(invalid()).toHaveLength(1);
 
     // Another problem: recorded.
-    await writeFile(path.join(machines, "bad", "config.toml"), 'name = "bad"\ncpus = 4.0\n');
+    await replaceFile(path.join(machines, "bad", "config.toml"), 'name = "bad"\ncpus = 4.0\n');
     await waitFor(() => invalid().length === 2, "the second problem");
     // Valid, then the first problem again: recorded anew.
     await writeMachine(machines, "bad", machineToml("bad", { state: "stopped" }));
     await waitFor(() => stateOf("bad") === "stopped", "the valid config");
-    await writeFile(path.join(machines, "bad", "config.toml"), 'name = "bad"\nstate = "Running"\n');
+    await replaceFile(path.join(machines, "bad", "config.toml"), 'name = "bad"\nstate = "Running"\n');
     await waitFor(() => invalid().length === 3, "the first problem again");
     expect(invalid().map((e) => e.kind === "invalid" && e.err.includes("cpus"))).toEqual([false, true, false]);
   });

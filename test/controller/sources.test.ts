@@ -66,6 +66,16 @@ describe("watchMachines", () => {
     });
   }
 
+  it("looks at a new machine directory again once its watch is armed (a file renamed in before that is never reported)", async () => {
+    const events: Array<[string, string | null]> = [];
+    await watchInto(events);
+    await mkdir(path.join(dir, "fresh"));
+    await waitFor(() => events.some(([name, event]) => name === "fresh" && event === "addDir"), "addDir");
+    const after = events.length;
+    // Nothing else happens in the directory, yet it is named again, twice.
+    await waitFor(() => events.slice(after).filter(([name, event]) => name === "fresh" && event === null).length >= 2, "the re-checks");
+  });
+
   it("follows a machines directory that is moved away and replaced, at once", async () => {
     const machines = path.join(dir, "machines");
     await mkdir(machines);

@@ -2,7 +2,7 @@
  * Test helpers for machines directories: config files in arcbox-core's toml 0.8 layout, hook
  * scripts, an in-memory log and a controller configuration for temp directories.
  */
-import { chmod, mkdir, writeFile, utimes } from "node:fs/promises";
+import { chmod, mkdir, rename, writeFile, utimes } from "node:fs/promises";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { pino, type Logger } from "pino";
@@ -35,13 +35,14 @@ export function machineToml(name: string, fields: MachineFields = {}): string {
 }
 
 /**
- * Writes `<dir>/<name>/config.toml` and returns its path. Its mtime is set an hour back unless
- * `fresh`, so the startup grace period does not apply.
+ * Writes `<dir>/<name>/config.toml` as arcbox does (a temp file renamed over it, so a watcher never
+ * sees it half-written) and returns its path. Its mtime is set an hour back unless `fresh`, so the
+ * startup grace period does not apply.
  */
 export async function writeMachine(dir: string, name: string, text: string, { fresh = false } = {}): Promise<string> {
   const file = path.join(dir, name, "config.toml");
   await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, text, { mode: 0o644 });
+  await replaceFile(file, text);
   if (!fresh) {
     const past = new Date(Date.now() - 3_600_000);
     await utimes(file, past, past);
@@ -97,4 +98,14 @@ export function testConfig(machinesDir: string, hooksDir: string, overrides: Par
     shutdownTimeoutMs: 10_000,
     ...overrides,
   };
+}
+
+/**
+ * Replaces `file` with `text` the way arcbox does (a temp file renamed over it), so that no reader
+ * ever sees it empty or half-written.
+ */
+export async function replaceFile(file: string, text: string): Promise<void> {
+  const temp = `${file}.${process.pid}.tmp`;
+  await writeFile(temp, text, { mode: 0o644 });
+  await rename(temp, file);
 }

@@ -216,8 +216,9 @@ describe("bad input", () => {
 });
 
 describe("names that could escape the machines directory", () => {
-  it.each(["..", ".", "a/b", "../x", "", "a".repeat(129), "-x", "x.", "/etc", "a\u0000b", ".hidden"])(
-    "%j is refused before any path outside is touched",
+  // Invalid names that cannot escape ("-x", ".hidden" …) are covered in invalid-names.test.ts.
+  it.each(["..", ".", "a/b", "../x", "", "/etc", "a\u0000b"])(
+    "%j is refused before any path is touched",
     async (name) => {
       // A single path component is looked up: absent, it is no machine; anything else is refused.
       await expect(t.store.load(name)).rejects.toBeInstanceOf(isEntryName(name) ? MachineNotFoundError : InvalidNameError);

@@ -1,16 +1,17 @@
-/** Test support: the real durable-write fs operations with some replaced (fault injection). */
-import { nodeFsOps, type DurableFsOps } from "../../src/store/durable-write.js";
+/** Test support: the store's real file operations with some replaced (fault injection). */
+import { defaultFsOps, type DurableFsOps } from "../../src/store/dir-ops.js";
 
-type Wrappers = { [K in keyof DurableFsOps]?: (real: DurableFsOps[K]) => DurableFsOps[K] };
+type Operation = Exclude<keyof DurableFsOps, "access">;
+type Wrappers = { [K in Operation]?: (real: DurableFsOps[K]) => DurableFsOps[K] };
 
-/** The real operations, each in `wrappers` wrapped around its real implementation. */
-export function fsOpsWith(wrappers: Wrappers): DurableFsOps {
-  const ops = { ...nodeFsOps } as Record<keyof DurableFsOps, unknown>;
-  for (const key of Object.keys(wrappers) as (keyof DurableFsOps)[]) {
+/** `base` (this system's operations by default), each operation in `wrappers` wrapped around its real implementation. */
+export function fsOpsWith(wrappers: Wrappers, base: DurableFsOps = defaultFsOps()): DurableFsOps {
+  const ops = { ...base } as Record<keyof DurableFsOps, unknown>;
+  for (const key of Object.keys(wrappers) as Operation[]) {
     const wrap = wrappers[key] as ((real: unknown) => unknown) | undefined;
-    if (wrap) ops[key] = wrap(nodeFsOps[key]);
+    if (wrap) ops[key] = wrap(base[key]);
   }
-  return ops as DurableFsOps;
+  return ops as unknown as DurableFsOps;
 }
 
 /** A Node.js-style system error. */

@@ -1,0 +1,28 @@
+/**
+ * The start-up check of the commands that write (`run`, `reconcile`): as root, refuse a machines
+ * directory another user can write unless `allow_untrusted_machines_dir` says otherwise.
+ */
+import type { Logger } from "pino";
+import type { ControllerConfig } from "../controller/config.js";
+import { checkMachinesDirTrust } from "../store/index.js";
+
+/**
+ * Runs the check. Returns true when the command may go on (with a warning logged when it was allowed
+ * over untrusted directories); false after printing the refusal on stderr (the command exits 2).
+ */
+export async function machinesDirTrusted(config: ControllerConfig, logger: Logger): Promise<boolean> {
+  try {
+    const untrusted = await checkMachinesDirTrust(config.machinesDir, { allowUntrusted: config.allowUntrustedMachinesDir });
+    if (untrusted.length > 0) {
+      logger.warn(
+        { machines_dir: config.machinesDir, untrusted: untrusted.slice(0, 10), count: untrusted.length },
+        "running as root over directories another user can write (allow_untrusted_machines_dir)",
+      );
+    }
+    return true;
+  } catch (error) {
+    logger.fatal({ err: (error as Error).message, machines_dir: config.machinesDir }, "refusing the machines directory");
+    process.stderr.write(`arcbox-controller: ${(error as Error).message}\n`);
+    return false;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Whether root may work in a machines directory. Root's writes go wherever the paths lead; a user who
+ * can write in the machines directory, in a machine directory or above them can make paths lead
+ * elsewhere (a symlink swapped in at the right moment). The store works through directory
+ * descriptors, which closes that race for its own reads and writes, but a directory another user
+ * controls stays a risk for everything else root does there (hooks run in it, tools an operator runs
+ * in it). So a controller running as root refuses such a directory unless told otherwise.
+ *
+ * Trusted: owned by root, not writable by group or others. Directories above the machines directory
+ * may be writable by others when their sticky bit is set (as /tmp is): nobody else can then rename or
+ * remove what root owns in them.
+ */
+import { lstat, readdir, realpath, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { StoreError, errnoCode } from "./errors.js";
+
+/** A directory another user can write, and how. */
+export interface UntrustedDirectory {
+  path: string;
+  /** `owned by uid 1000`, `writable by group (mode 0775)` … */
+  reason: string;
+}
+
+/** A controller running as root was pointed at directories another user can write. */
+export class UntrustedMachinesDirError extends StoreError {
+  readonly problems: readonly UntrustedDirectory[];
+
+  constructor(machinesDir: string, problems: readonly UntrustedDirectory[]) {
+    const first = problems[0]!;
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
+    super(
+      `refusing to run as root over ${machinesDir}: ${first.path} is ${first.reason}${more}; a user who can write there ` +
+        `can redirect root's writes. Make it owned by root and not writable by group or others (chown root, chmod go-w), ` +
+        `or accept the risk with --allow-untrusted-machines-dir (allow_untrusted_machines_dir = true)`,
+      machinesDir,
+    );
+    this.problems = problems;
+  }
+}
+
+const STICKY = 0o1000;
+
+function untrustedReason(stats: { mode: number; uid: number }, sticky: boolean): string | undefined {
+  if (stats.uid !== 0) return `owned by uid ${stats.uid}`;
+  if (sticky && (stats.mode & STICKY) !== 0) return undefined;
+  const writableBy = [stats.mode & 0o020 ? "group" : "", stats.mode & 0o002 ? "others" : ""].filter(Boolean);
+  if (writableBy.length === 0) return undefined;
+  return `writable by ${writableBy.join(" and ")} (mode ${(stats.mode & 0o7777).toString(8).padStart(4, "0")})`;
+}
+
+/** `/`, `/var`, `/var/lib` … for `/var/lib/x`: every directory above `path`. */
+function ancestors(path: string): string[] {
+  const out: string[] = [];
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    out.unshift(dir);
+    if (dir === dirname(dir)) return out;
+  }
+}
+
+/** `path` with the symlinks resolved, as far as it exists (a missing tail is kept as it is). */
+async function resolvedPath(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch {
+    const parent = dirname(path);
+    return parent === path ? path : join(await resolvedPath(parent), basename(path));
+  }
+}
+
+/**
+ * The directories that make `machinesDir` unsafe for root: the machines directory itself, each
+ * machine directory in it (symlinks and files are not followed: the store refuses them anyway), and
+ * every directory above it, along the path as given and along the path it resolves to. Empty when
+ * `effectiveUid` (default: this process's) is not root, since then only that user's own files are
+ * within reach. A machines directory that does not exist yet has only its ancestors checked. Throws
+ * StoreError when a directory cannot be examined.
+ */
+export async function findUntrustedDirectories(machinesDir: string, effectiveUid = process.geteuid?.()): Promise<UntrustedDirectory[]> {
+  if (effectiveUid !== 0) return [];
+  const dir = resolve(machinesDir);
+  const problems: UntrustedDirectory[] = [];
+  const check = async (path: string, sticky: boolean, look = stat) => {
+    let stats;
+    try {
+      stats = await look(path);
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return false;
+      throw new StoreError(`${path}: cannot check who can write it: ${(error as Error).message}`, path, { cause: error });
+    }
+    const reason = stats.isDirectory() ? untrustedReason(stats, sticky) : undefined;
+    if (reason !== undefined) problems.push({ path, reason });
+    return stats.isDirectory();
+  };
+  const chain = new Set([...ancestors(dir), ...ancestors(await resolvedPath(dir))]);
+  for (const ancestor of chain) await check(ancestor, true);
+  if (!(await check(dir, false))) return problems;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    throw new StoreError(`${dir}: cannot list it to check who can write the machine directories: ${(error as Error).message}`, dir, { cause: error });
+  }
+  for (const entry of entries) {
+    if (entry.isDirectory()) await check(join(dir, entry.name), false, lstat);
+  }
+  return problems;
+}
+
+/**
+ * The start-up check of a controller that writes: throws UntrustedMachinesDirError when running as
+ * root over a machines directory another user can write (see {@link findUntrustedDirectories}),
+ * unless `allowUntrusted`; then returns what it found, for a warning. Throws StoreError when a
+ * directory cannot be examined.
+ */
+export async function checkMachinesDirTrust(
+  machinesDir: string,
+  options: { allowUntrusted: boolean; effectiveUid?: number },
+): Promise<UntrustedDirectory[]> {
+  const problems = await findUntrustedDirectories(machinesDir, options.effectiveUid ?? process.geteuid?.());
+  if (problems.length > 0 && !options.allowUntrusted) throw new UntrustedMachinesDirError(resolve(machinesDir), problems);
+  return problems;
+}
