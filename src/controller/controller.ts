@@ -4,14 +4,13 @@
  */
 import { mkdir } from "node:fs/promises";
 import { basename } from "node:path";
-import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { MachineStore, type Revision, type StoreIoError } from "../store/index.js";
 import type { ActivityLog, FailureDetails } from "../metrics/activity.js";
 import type { ControllerMetrics } from "../metrics/controller-metrics.js";
 import type { HealthCheck } from "../metrics/http-server.js";
 import type { ControllerConfig } from "./config.js";
-import { discoverHooks, HookError, skipReasonForName, type NetworkHook } from "../host/hooks.js";
+import { cachedHookDiscovery, HookError, skipReasonForName, type NetworkHook } from "../host/hooks.js";
 import { acquireInstanceLock, type InstanceLock } from "../host/instance-lock.js";
 import type { LivenessOptions } from "../host/liveness.js";
 import { defaultProcessTable } from "../host/process-table.js";
@@ -310,15 +309,18 @@ export class Controller {
 
 /**
  * The hooks for a recovery: the in-process ones when given, else the executables of `hooks_dir`,
- * discovered afresh for each recovery so edits to the directory apply at once.
+ * looked at again for each recovery so edits to the directory apply at once (and discovered anew
+ * only when something there changed; skipped entries are reported then).
  */
 export function hookSource({ config, logger, metrics, hooks }: ControllerOptions): () => Promise<NetworkHook[]> {
   if (hooks) {
     metrics.knownHooks(hooks.map((hook) => hook.name));
     return async () => hooks;
   }
+  const discover = cachedHookDiscovery(config.hooksDir, { timeoutMs: config.hookTimeoutMs });
   return async () => {
-    const found = await discoverHooks(config.hooksDir, { timeoutMs: config.hookTimeoutMs });
+    const found = await discover();
+    if (!found.changed) return found.hooks;
     metrics.knownHooks(found.hooks.map((hook) => hook.name));
     for (const skip of found.skipped) {
       // Hidden files and editor or package leftovers are skipped by design; anything else wants fixing.
@@ -384,6 +386,9 @@ export function logSweepProblem(logger: Logger, problem: StoreIoError): void {
   logger.warn({ path: problem.path, code: problem.code, err: problem.message }, "cannot remove leftover temp files here; skipping it");
 }
 
+/** A short id tying one reconcile's log lines together (not a secret: no need for the crypto RNG's cost). */
 export function newReconcileId(): string {
-  return randomBytes(4).toString("hex");
+  return Math.floor(Math.random() * 2 ** 32)
+    .toString(16)
+    .padStart(8, "0");
 }

@@ -9,6 +9,7 @@ import {
   MachineNotFoundError,
   StoreError,
   type LoadedMachine,
+  type MachineHandle,
   type MachineStore,
   type Revision,
 } from "../store/index.js";
@@ -120,30 +121,46 @@ export class Reconciler {
   }
 
   private async reconcileOnce(name: string, log: Logger, request: ReconcileRequestOptions): Promise<ReconcileOutcome> {
-    const { store, observer } = this.options;
-
-    // 1. Read and validate.
-    let loaded: LoadedMachine;
+    // The machine's directory is opened once, for the read of step 1 and the write of step 5.
+    let read = true;
     try {
-      loaded = await store.load(name);
+      return await this.options.store.withMachine(name, async (handle) => {
+        // 1. Read and validate.
+        const loaded = await handle.load();
+        read = false;
+        return this.decide(handle, loaded, log, request);
+      });
     } catch (error) {
-      if (error instanceof MachineNotFoundError) {
-        this.reportedInvalid.delete(name);
-        const view: MachineView = { kind: "gone", name };
-        observer?.observed?.(view);
-        return { kind: "gone", view };
-      }
-      if (error instanceof StoreError) {
-        const view: MachineView = { kind: "invalid", name, error };
-        if (this.reportedInvalid.get(name) !== error.message) {
-          this.reportedInvalid.set(name, error.message);
-          log.warn({ path: error.path, err: error.message }, "invalid machine config; not touching it until it changes");
-        }
-        observer?.observed?.(view);
-        return { kind: "invalid", view };
-      }
+      if (read) return this.unreadable(name, error, log);
       throw error;
     }
+  }
+
+  /** Step 1 failed: the machine is gone (forget it) or invalid (report it once per distinct problem). Other errors are thrown. */
+  private unreadable(name: string, error: unknown, log: Logger): ReconcileOutcome {
+    const { observer } = this.options;
+    if (error instanceof MachineNotFoundError) {
+      this.reportedInvalid.delete(name);
+      const view: MachineView = { kind: "gone", name };
+      observer?.observed?.(view);
+      return { kind: "gone", view };
+    }
+    if (error instanceof StoreError) {
+      const view: MachineView = { kind: "invalid", name, error };
+      if (this.reportedInvalid.get(name) !== error.message) {
+        this.reportedInvalid.set(name, error.message);
+        log.warn({ path: error.path, err: error.message }, "invalid machine config; not touching it until it changes");
+      }
+      observer?.observed?.(view);
+      return { kind: "invalid", view };
+    }
+    throw error;
+  }
+
+  /** Steps 2–5 for the machine read in step 1, through its open directory. */
+  private async decide(handle: MachineHandle, loaded: LoadedMachine, log: Logger, request: ReconcileRequestOptions): Promise<ReconcileOutcome> {
+    const { store, observer } = this.options;
+    const { name } = handle;
     if (this.reportedInvalid.delete(name)) log.info({ path: loaded.path }, "machine config is valid again");
 
     const { machine } = loaded;
@@ -198,7 +215,8 @@ export class Reconciler {
 
     let saved: LoadedMachine;
     try {
-      saved = await store.updateState(name, "stopped", { ifRevision: loaded.revision });
+      // Written on what step 1 read (one read per reconcile); a change since is a conflict.
+      saved = await handle.updateState("stopped", { basis: loaded });
     } catch (error) {
       if (error instanceof ConflictError) throw error;
       if (error instanceof MachineNotFoundError) {

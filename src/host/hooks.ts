@@ -13,6 +13,7 @@ export {
   type ExecutableHookOptions,
 } from "./hooks/executable-hook.js";
 export {
+  cachedHookDiscovery,
   discoverHooks,
   HooksDirectoryError,
   skipReasonForName,

@@ -158,13 +158,15 @@ async function readBounded(ops: DurableFsOps, fd: number, path: string, expected
       buffer = bigger;
     }
     let bytesRead: number;
+    const wanted = buffer.length - length;
     try {
-      bytesRead = await ops.read(fd, buffer, length, buffer.length - length, length);
+      bytesRead = await ops.read(fd, buffer, length, wanted, length);
     } catch (error) {
       throw new StoreIoError(path, "read", error);
     }
-    if (bytesRead === 0) return buffer.subarray(0, length);
     length += bytesRead;
+    // A regular file gives fewer bytes than asked only at its end: no second read to learn that.
+    if (bytesRead < wanted) return buffer.subarray(0, length);
   }
 }
 

@@ -12,9 +12,10 @@
  * The first that works here is used. Exchanging two names (renameat2 RENAME_EXCHANGE on Linux,
  * renameatx_np RENAME_SWAP on macOS) and renaming without replacing always go through the binding.
  *
- * Metadata calls (open, fstat, rename, unlink, close) are made synchronously: on a local file system
- * they take microseconds, less than a hand-off to libuv's thread pool. Reads, writes and fsyncs, which
- * wait for the disk, stay asynchronous.
+ * Most calls are made synchronously: opening, renaming and reading or writing a config (at most
+ * 1 MiB, usually a few hundred bytes in the page cache) take microseconds, less than a hand-off to
+ * libuv's thread pool and back. fsync, which waits for the disk, and unlink, which frees the file's
+ * blocks, stay asynchronous, so that those of several machines overlap.
  */
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
@@ -41,6 +42,11 @@ export interface DurableFsOps {
   /** Opens a directory for the `dir` arguments below; never through a symlink (ENOTDIR or ELOOP). */
   openDirectory(path: string): Promise<number>;
   openAt(dir: number, name: string, flags: number, mode?: number): Promise<number>;
+  /**
+   * lstat of `name` in `dir`: a symlink is never followed (it is reported as one, or, where names are
+   * reached through system calls, fails with ELOOP).
+   */
+  statAt(dir: number, name: string): Promise<fs.BigIntStats>;
   /** The entries of `dir`; `path` is where it was opened (named in errors). */
   readDir(dir: number, path: string): Promise<fs.Dirent[]>;
   read(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
@@ -64,17 +70,15 @@ export function isUnsupported(error: unknown): boolean {
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = fs.constants;
 const DIRECTORY_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
 
-const readAsync = promisify(fs.read);
-const writeAsync = promisify(fs.write);
 const fsyncAsync = promisify(fs.fsync);
 
 /** The operations on descriptors, the same whatever the way names are reached. */
 const descriptorOps = {
   openDirectory: async (path: string) => fs.openSync(path, DIRECTORY_FLAGS),
   read: async (fd: number, buffer: Uint8Array, offset: number, length: number, position: number) =>
-    (await readAsync(fd, buffer, offset, length, position)).bytesRead,
+    fs.readSync(fd, buffer, offset, length, position),
   write: async (fd: number, data: Uint8Array, offset: number, length: number, position: number) =>
-    (await writeAsync(fd, data, offset, length, position)).bytesWritten,
+    fs.writeSync(fd, data, offset, length, position),
   fstat: async (fd: number) => fs.fstatSync(fd, { bigint: true }),
   fchmod: async (fd: number, mode: number) => fs.fchmodSync(fd, mode),
   fchown: async (fd: number, uid: number, gid: number) => fs.fchownSync(fd, uid, gid),
@@ -89,12 +93,15 @@ function fdPathOps(access: "proc" | "devfd", root: string): DurableFsOps {
     access,
     ...descriptorOps,
     openAt: async (dir, name, flags, mode) => fs.openSync(at(dir, name), flags, mode),
-    readDir: (dir) => fs.promises.readdir(`${root}/${dir}`, { withFileTypes: true }),
+    statAt: async (dir, name) => fs.lstatSync(at(dir, name), { bigint: true }),
+    readDir: async (dir) => fs.readdirSync(`${root}/${dir}`, { withFileTypes: true }),
     renameAt: async (dir, from, to, mode) => {
       if (mode === "replace") fs.renameSync(at(dir, from), at(dir, to));
       else renameSpecial(dir, from, to, mode);
     },
-    unlinkAt: async (dir, name) => fs.unlinkSync(at(dir, name)),
+    // Freeing a file's blocks takes the longest of these calls: done in the thread pool, so that the
+    // unlinks of several machines overlap.
+    unlinkAt: (dir, name) => fs.promises.unlink(at(dir, name)),
     rmdirAt: async (dir, name) => fs.rmdirSync(at(dir, name)),
   };
 }
@@ -162,11 +169,20 @@ function syscallOps(): DurableFsOps {
     ...descriptorOps,
     openAt: async (dir, name, flags, mode = 0) =>
       checked("openat", () => openat(dir, name, flags | constants.O_CLOEXEC, "int", mode)),
+    statAt: async (dir, name) => {
+      // No fstatat binding: open without following (a symlink fails with ELOOP), fstat, close.
+      const fd = checked("openat", () => openat(dir, name, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | constants.O_CLOEXEC, "int", 0));
+      try {
+        return fs.fstatSync(fd, { bigint: true });
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
     readDir: async (dir, path) => {
       // No fdopendir here: list by path, and make sure the path still led to this directory
       // throughout. What is then done with the names goes through the descriptor anyway.
       const before = fs.fstatSync(dir, { bigint: true });
-      const entries = await fs.promises.readdir(path, { withFileTypes: true });
+      const entries = fs.readdirSync(path, { withFileTypes: true });
       const after = fs.lstatSync(path, { bigint: true });
       if (after.dev !== before.dev || after.ino !== before.ino) {
         throw Object.assign(new Error(`ESTALE: ${path} was replaced while it was listed, readdir`), { code: "ESTALE", syscall: "readdir" });

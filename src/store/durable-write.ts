@@ -8,13 +8,14 @@
  * The commit never overwrites a file that someone else wrote since it was read:
  * - a new file is renamed into place only if the name is still free (RENAME_NOREPLACE);
  * - a replacement first compares the file's identity (inode, size, times) with the read's, then
- *   swaps the two names atomically (RENAME_EXCHANGE) and compares the content that came out with the
- *   content that was read. If another writer's file had landed in between, it is swapped back.
+ *   swaps the two names atomically (RENAME_EXCHANGE) and looks at what came out: the very file that
+ *   was read (same inode, size and modification time), or else the same content. If another
+ *   writer's file had landed in between, it is swapped back.
  * Where the file system cannot do either rename, the content is compared right before a plain rename;
  * a write landing in the microseconds between the two can then be lost.
  */
 import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
+import { constants, type BigIntStats } from "node:fs";
 import { join } from "node:path";
 import { identityOf, readOpenedConfig, sameIdentity, CONFIG_READ_FLAGS, type FileIdentity, type Revision } from "./config-file.js";
 import { isUnsupported, type DurableFsOps } from "./dir-ops.js";
@@ -30,8 +31,12 @@ export function isTempFileName(name: string): boolean {
   return TEMP_NAME.test(name);
 }
 
+/** A random start, then a counter: unique within this process (O_EXCL guards against the rest). */
+let tempCounter = randomBytes(6).readUIntBE(0, 6);
+
 function tempNameFor(name: string): string {
-  return `.${name}${TEMP_MARKER}${process.pid}-${randomBytes(6).toString("hex")}`;
+  tempCounter = (tempCounter + 1) % 2 ** 48;
+  return `.${name}${TEMP_MARKER}${process.pid}-${tempCounter.toString(16).padStart(12, "0")}`;
 }
 
 /** A directory open as a descriptor, and the path it was opened at (for messages). */
@@ -149,7 +154,7 @@ class Commit {
     if ("absent" in precondition) return this.create();
     const { revision, identity } = precondition.basis;
     // A file changed long ago is noticed here, without ever being swapped out.
-    const current = await this.identityAt(this.name);
+    const current = await this.identityAt(this.name, "check");
     if (current === "missing") throw new ConflictError(this.target, "it was removed meanwhile");
     if (current === "other" || !sameIdentity(current, identity)) throw new ConflictError(this.target, "its content changed since it was read");
     try {
@@ -162,15 +167,17 @@ class Commit {
     // `name` is ours now; `temp` holds what was there an instant ago.
     this.how = "exchanged";
     this.tempHoldsForeignFile = true;
-    let replaced: Revision | "missing" | "other";
+    let unchanged: boolean;
     try {
-      replaced = await this.revisionAt(this.temp);
+      // A rename updates the file's ctime, so ctime is left out; a write changes its mtime or size.
+      const out = await this.identityAt(this.temp, "look at what the swap replaced");
+      unchanged = (typeof out !== "string" && out.dev === identity.dev && out.ino === identity.ino && out.size === identity.size && out.mtimeNs === identity.mtimeNs) || (await this.revisionAt(this.temp)) === revision;
     } catch (error) {
       // Cannot tell what came out: put it back, as for a conflict.
       await this.restore().catch(() => undefined);
       throw error;
     }
-    if (replaced !== revision) {
+    if (!unchanged) {
       await this.restore();
       throw new ConflictError(this.target, "its content changed since it was read");
     }
@@ -278,18 +285,18 @@ class Commit {
     }
   }
 
-  /** The identity of `name` in the directory; `other` when it is not a regular file. */
-  private async identityAt(name: string): Promise<FileIdentity | "missing" | "other"> {
-    const fd = await this.openIn(name);
-    if (typeof fd === "string") return fd;
+  /** The identity of `name` in the directory; `other` when it is not a regular file. `operation` names a failure. */
+  private async identityAt(name: string, operation = "look at"): Promise<FileIdentity | "missing" | "other"> {
+    let stat: BigIntStats;
     try {
-      const stat = await this.ops.fstat(fd);
-      return stat.isFile() ? identityOf(stat) : "other";
+      stat = await this.ops.statAt(this.dir.fd, name);
     } catch (error) {
-      throw new StoreIoError(this.target, "fstat", error);
-    } finally {
-      await this.ops.close(fd).catch(() => undefined);
+      const code = errnoCode(error);
+      if (code === "ENOENT") return "missing";
+      if (code === "ELOOP" || code === "ENXIO") return "other";
+      throw new StoreIoError(this.target, name === this.name ? operation : this.step(operation), error);
     }
+    return stat.isFile() ? identityOf(stat) : "other";
   }
 
   private async inodeAt(name: string): Promise<bigint | "missing" | "other"> {

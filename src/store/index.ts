@@ -21,6 +21,7 @@ export {
   MachineStore,
   CONFIG_FILE_NAME,
   type LoadedMachine,
+  type MachineHandle,
   type InvalidMachine,
   type NotAMachine,
   type MachineStoreOptions,

@@ -53,7 +53,8 @@ export async function listDirectoryEntries(dir: string): Promise<DirectoryEntry[
         return { kind: "noConfig", name: dirent.name.toString("utf8"), reason: "its name is not UTF-8, so arcbox-core cannot list it" };
       }
       if (name === LOCK_FILE_NAME) return undefined;
-      const why = await notAMachine(dir, name);
+      // A directory needs no stat of its own; a symlink is judged by what it leads to.
+      const why = await notAMachine(dir, name, dirent.isDirectory());
       return why === undefined ? { kind: "machine", name, symlink: dirent.isSymbolicLink() } : { kind: "noConfig", name, reason: why };
     }),
   );
@@ -84,10 +85,11 @@ export function isEntryName(name: string): boolean {
  * the controller may not enter) counts as present: arcbox-core would silently skip such a machine,
  * while the controller loads it and reports why it cannot be read.
  */
-async function notAMachine(dir: string, name: string): Promise<string | undefined> {
+async function notAMachine(dir: string, name: string, knownDirectory = false): Promise<string | undefined> {
   const path = join(dir, name);
-  const stat = await fsp.stat(path).catch(() => undefined);
-  if (!stat?.isDirectory()) return "not a directory; arcbox-core lists only directories holding config.toml";
+  if (!knownDirectory && !(await fsp.stat(path).catch(() => undefined))?.isDirectory()) {
+    return "not a directory; arcbox-core lists only directories holding config.toml";
+  }
   const problem = await fsp.stat(join(path, CONFIG_FILE_NAME)).then(
     () => undefined,
     (error: unknown) => errnoCode(error) ?? "error",

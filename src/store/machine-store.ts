@@ -2,8 +2,8 @@
  * MachineStore: the port of arcbox-core's `MachinePersistence` — one `config.toml` per machine
  * directory under `dir`, with validated reads, durable minimal writes and optimistic concurrency.
  */
-import { constants, promises as fsp, type Dirent } from "node:fs";
-import { join } from "node:path";
+import { constants, promises as fsp, readdirSync, type Dirent } from "node:fs";
+import { basename, join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import PQueue from "p-queue";
 import {
@@ -23,7 +23,7 @@ import { decodeUtf8, readConfigAt, revisionOf, type ConfigSnapshot, type Revisio
 import { defaultFsOps, type DurableFsOps } from "./dir-ops.js";
 import { isTempFileName, writeFileDurably, type OpenDirectory, type WritePrecondition } from "./durable-write.js";
 import { CONFIG_FILE_NAME, isEntryName, isMachineEntry, listDirectoryEntries, listMachineEntryNames } from "./machine-entries.js";
-import { editInPlace, parseMachineConfig, serializeMachine, type MinimalChange, type ParsedMachineConfig } from "./toml-codec.js";
+import { editInPlace, parseMachineConfig, serializeMachine, type CheckedText, type MinimalChange, type ParsedMachineConfig } from "./toml-codec.js";
 
 export { CONFIG_FILE_NAME };
 
@@ -68,15 +68,40 @@ export interface MachineStoreOptions {
 export interface UpdateOptions {
   /** Write only if the file still has this revision (from an earlier `load`); else ConflictError. */
   ifRevision?: Revision;
+  /**
+   * Base the update on this earlier `load` of the same machine by this store, instead of reading
+   * the file again: one read per read-modify-write. The write is refused with ConflictError when the
+   * file is no longer exactly the one that load read (see `update`).
+   */
+  basis?: LoadedMachine;
 }
 
 interface ReadResult extends ParsedMachineConfig {
   snapshot: ConfigSnapshot;
 }
 
+/** One machine's directory, open for reads and writes (see `MachineStore.withMachine`). */
+export interface MachineHandle {
+  readonly name: string;
+  /** As `MachineStore.load`. */
+  load(): Promise<LoadedMachine>;
+  /** As `MachineStore.update`. */
+  update(mutate: (machine: Machine) => Machine | void, options?: UpdateOptions): Promise<LoadedMachine>;
+  /** As `MachineStore.updateState`. */
+  updateState(state: MachineState, options?: UpdateOptions): Promise<LoadedMachine>;
+}
+
 /** Reads and writes machine configs under one machines directory. Every name is validated first. */
 export class MachineStore {
   readonly dir: string;
+  /** What each LoadedMachine handed out was read from, for `update`'s `basis`. */
+  private readonly reads = new WeakMap<LoadedMachine, ReadResult>();
+  /**
+   * The parse of what this store last wrote for each machine, until it is read once: the read that
+   * follows a write (a watcher reporting the store's own rename) then skips parsing bytes it made
+   * itself. Keyed by name, matched by revision, at most WRITTEN_CACHE_SIZE entries.
+   */
+  private readonly written = new Map<string, { revision: Revision; parsed: ParsedMachineConfig }>();
   private readonly givenFsOps: DurableFsOps | undefined;
   private resolvedFsOps: DurableFsOps | undefined;
   private readonly loadConcurrency: number;
@@ -107,12 +132,29 @@ export class MachineStore {
    * directory that cannot be read, bad file: see readMachineConfig), StoreIoError.
    */
   async load(name: string): Promise<LoadedMachine> {
+    return this.withMachine(name, (machine) => machine.load());
+  }
+
+  /**
+   * Opens the directory of machine `name` once (never through a symlink) and runs `use` with a handle
+   * whose reads and writes all go through that one descriptor, which is closed when `use` settles: a
+   * read-modify-write spread over time (the reconciler's, with hooks in between) opens the directory
+   * once and reads the file once. Throws as `load` when the directory cannot be opened, and whatever
+   * `use` throws.
+   */
+  async withMachine<T>(name: string, use: (machine: MachineHandle) => Promise<T>): Promise<T> {
     // A single path component inside the machines directory may be looked at to tell the two apart.
     if (machineNameProblem(name) !== undefined && isEntryName(name) && !(await isMachineEntry(this.dir, name))) {
       throw new MachineNotFoundError(name, join(this.dir, name));
     }
-    const read = await this.read(name);
-    return this.loaded(read);
+    return this.withMachineDir(name, (dir) =>
+      use({
+        name,
+        load: async () => this.loaded(await this.readIn(dir, name)),
+        update: (mutate, options = {}) => this.updateIn(dir, name, mutate, options),
+        updateState: (state, options) => this.updateIn(dir, name, stateSetter(state), options ?? {}),
+      }),
+    );
   }
 
   /**
@@ -188,7 +230,7 @@ export class MachineStore {
       } catch (error) {
         if (!(error instanceof MachineNotFoundError)) throw error;
       }
-      const text = serializeMachine(orderMachineKeys(machine), join(path, CONFIG_FILE_NAME), existing?.document);
+      const { text } = serializeMachine(orderMachineKeys(machine), join(path, CONFIG_FILE_NAME), existing?.document);
       const bytes = Buffer.from(text, "utf8");
       if (existing && existing.snapshot.bytes.equals(bytes)) return existing.snapshot.revision;
       await this.writeChecked(dir, bytes, existing?.snapshot);
@@ -235,33 +277,40 @@ export class MachineStore {
     mutate: (machine: Machine) => Machine | void,
     options: UpdateOptions = {},
   ): Promise<LoadedMachine> {
-    return this.withMachineDir(name, async (dir) => {
-      const current = await this.readIn(dir, name);
-      const path = current.snapshot.path;
-      if (options.ifRevision !== undefined && options.ifRevision !== current.snapshot.revision) {
-        throw new ConflictError(path, "its revision differs from the one the update was based on");
-      }
-      const draft = structuredClone(current.machine);
-      const next = orderMachineKeys(mutate(draft) ?? draft);
-      if (next.name !== name) {
-        throw new InvalidConfigError(path, { key: "name", reason: `update cannot rename machine "${name}" to ${JSON.stringify(next.name)}` });
-      }
-      const changed = changedKeys(current.machine, next);
-      if (changed.length === 0) return this.loaded(current);
-      const text = this.render(current, next, changed);
-      const bytes = Buffer.from(text, "utf8");
-      await this.writeChecked(dir, bytes, current.snapshot);
-      const written = parseMachineConfig(text, path, name);
-      return { machine: written.machine, revision: revisionOf(bytes), path, unknownKeys: written.unknownKeys, mtimeMs: Date.now() };
-    });
+    return this.withMachineDir(name, (dir) => this.updateIn(dir, name, mutate, options));
+  }
+
+  /** `update` in the opened machine directory. */
+  private async updateIn(
+    dir: OpenDirectory,
+    name: string,
+    mutate: (machine: Machine) => Machine | void,
+    options: UpdateOptions,
+  ): Promise<LoadedMachine> {
+    const basis = options.basis && this.reads.get(options.basis);
+    const current = basis?.machine.name === name ? basis : await this.readIn(dir, name);
+    const path = current.snapshot.path;
+    if (options.ifRevision !== undefined && options.ifRevision !== current.snapshot.revision) {
+      throw new ConflictError(path, "its revision differs from the one the update was based on");
+    }
+    const draft = structuredClone(current.machine);
+    const next = orderMachineKeys(mutate(draft) ?? draft);
+    if (next.name !== name) {
+      throw new InvalidConfigError(path, { key: "name", reason: `update cannot rename machine "${name}" to ${JSON.stringify(next.name)}` });
+    }
+    const changed = changedKeys(current.machine, next);
+    if (changed.length === 0) return this.loaded(current);
+    const { text, parsed } = this.render(current, next, changed);
+    const bytes = Buffer.from(text, "utf8");
+    await this.writeChecked(dir, bytes, current.snapshot);
+    const revision = revisionOf(bytes);
+    this.remember(name, revision, parsed);
+    return { machine: parsed.machine, revision, path, unknownKeys: parsed.unknownKeys, mtimeMs: Date.now() };
   }
 
   /** Sets the persisted state (`starting` → `running`, `stopping` → `stopped`); see `update` for errors. */
   updateState(name: string, state: MachineState, options?: UpdateOptions): Promise<LoadedMachine> {
-    const persisted = toPersistedState(state);
-    return this.update(name, (m) => {
-      m.state = persisted;
-    }, options);
+    return this.update(name, stateSetter(state), options);
   }
 
   /** Sets `ip_address`, or removes it with `null`; see `update` for errors. */
@@ -286,11 +335,21 @@ export class MachineStore {
     for (const entry of await this.readMachinesDir()) {
       if (!entry.isDirectory() || machineNameProblem(entry.name) !== undefined) continue;
       const path = join(this.dir, entry.name);
+      // Listed by path first (one call): only a directory that holds a temp file is opened, and the
+      // removal goes through its descriptor.
+      let names: string[];
+      try {
+        names = readdirSync(path).filter(isTempFileName);
+      } catch (error) {
+        // Gone, or replaced by a symlink or a file since it was listed: nothing of ours in there.
+        if (!["ENOENT", "ENOTDIR", "ELOOP"].includes(errnoCode(error) ?? "")) report(new StoreIoError(path, "open directory", error));
+        continue;
+      }
+      if (names.length === 0) continue;
       let fd: number;
       try {
         fd = await ops.openDirectory(path);
       } catch (error) {
-        // Gone, or replaced by a symlink or a file since it was listed: nothing of ours in there.
         if (!["ENOENT", "ENOTDIR", "ELOOP"].includes(errnoCode(error) ?? "")) report(new StoreIoError(path, "open directory", error));
         continue;
       }
@@ -318,7 +377,7 @@ export class MachineStore {
     return removed.sort();
   }
 
-  private render(current: ReadResult, next: Machine, changed: string[]): string {
+  private render(current: ReadResult, next: Machine, changed: string[]): CheckedText {
     const { snapshot, document } = current;
     if (changed.every((k) => k === "state" || k === "ip_address")) {
       const change: MinimalChange = {};
@@ -335,10 +394,6 @@ export class MachineStore {
     return (this.resolvedFsOps ??= this.givenFsOps ?? defaultFsOps());
   }
 
-  private read(name: string): Promise<ReadResult> {
-    return this.withMachineDir(name, (dir) => this.readIn(dir, name));
-  }
-
   /** Reads and validates `config.toml` in the opened machine directory. */
   private async readIn(dir: OpenDirectory, name: string): Promise<ReadResult> {
     const path = join(dir.path, CONFIG_FILE_NAME);
@@ -350,8 +405,18 @@ export class MachineStore {
       throw error;
     }
     const text = decodeUtf8(raw.bytes, path);
-    const parsed = parseMachineConfig(text, path, name);
-    return { snapshot: { ...raw, text }, ...parsed };
+    const mine = this.written.get(name);
+    if (mine !== undefined) this.written.delete(name);
+    // The very bytes this store wrote (and checked) a moment ago need no second parse.
+    const parsed = mine?.revision === raw.revision ? mine.parsed : parseMachineConfig(text, path, name);
+    // Extended in place, not copied: a parse from a minimal edit makes its source map only on demand.
+    return Object.assign(parsed, { snapshot: { ...raw, text } });
+  }
+
+  private remember(name: string, revision: Revision, parsed: ParsedMachineConfig): void {
+    this.written.delete(name);
+    this.written.set(name, { revision, parsed });
+    if (this.written.size > WRITTEN_CACHE_SIZE) this.written.delete(this.written.keys().next().value as string);
   }
 
   /**
@@ -433,13 +498,15 @@ export class MachineStore {
   }
 
   private loaded(read: ReadResult): LoadedMachine {
-    return {
+    const loaded: LoadedMachine = {
       machine: read.machine,
       revision: read.snapshot.revision,
       path: read.snapshot.path,
       unknownKeys: read.unknownKeys,
       mtimeMs: read.snapshot.mtimeMs,
     };
+    this.reads.set(loaded, read);
+    return loaded;
   }
 
   /**
@@ -463,6 +530,12 @@ export class MachineStore {
     this.writeLocks.set(path, settled);
     try {
       await write;
+    } catch (error) {
+      // The directory was removed while it was open (its machine deleted): that is "not found".
+      if (error instanceof StoreIoError && error.code === "ENOENT" && (await this.fsOps.fstat(dir.fd).catch(() => undefined))?.nlink === 0n) {
+        throw new MachineNotFoundError(basename(dir.path), path);
+      }
+      throw error;
     } finally {
       if (this.writeLocks.get(path) === settled) this.writeLocks.delete(path);
     }
@@ -497,6 +570,9 @@ function symlinkedDirectory(path: string): InvalidConfigError {
 
 const SUBDIRECTORY_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
+/** How many just-written parses the store keeps for the read that usually follows (see `written`). */
+const WRITTEN_CACHE_SIZE = 1024;
+
 /** The store's error for a machine directory that could not be opened. */
 async function machineDirError(name: string, path: string, error: unknown): Promise<StoreError> {
   const code = errnoCode(error);
@@ -519,6 +595,14 @@ async function removeEntry(remove: () => Promise<void>, path: string): Promise<v
   } catch (error) {
     if (errnoCode(error) !== "ENOENT") throw new StoreIoError(path, "remove", error);
   }
+}
+
+/** The mutation of `updateState`: `starting` persists as `running`, `stopping` as `stopped`. */
+function stateSetter(state: MachineState): (machine: Machine) => void {
+  const persisted = toPersistedState(state);
+  return (machine) => {
+    machine.state = persisted;
+  };
 }
 
 /** Keys whose values differ between two machines (absent and `undefined` are the same). */

@@ -4,9 +4,9 @@
  * Every text produced here is parsed back and compared with the intended document before use.
  * Reading is toml-document's TOML 1.0 parse (what arcbox-core reads); writing is smol-toml's.
  */
-import { stringify, TomlDate, type TomlTable, type TomlValue } from "smol-toml";
+import { parse as parseQuickly, stringify, TomlDate, type TomlTable, type TomlValue } from "smol-toml";
 import { InvalidConfigError, StoreError, controllerRule, type ConfigIssue } from "./errors.js";
-import type { Machine, PersistedState } from "./machine.js";
+import { PERSISTED_STATES, type Machine, type PersistedState } from "./machine.js";
 import {
   BLOCK_DEVICE_KEYS,
   describeTomlValue,
@@ -15,6 +15,7 @@ import {
   MACHINE_KEYS,
   machineDocumentSchema,
   machineFromDocument,
+  orderMachineKeys,
   U64_TOML_MAX,
 } from "./schema.js";
 import {
@@ -78,7 +79,7 @@ export function parseMachineConfig(
   };
 
   const issues: ConfigIssue[] = [];
-  for (const [keyPath, value] of integersBeyondI64(document, [])) {
+  for (const [keyPath, value] of integersBeyondI64(document)) {
     // TOML integers are 64-bit signed; arcbox-core's parser rejects larger ones as a syntax error.
     issues.push({ ...where(keyPath), key: formatKeyPath(keyPath), reason: `${formatKeyPath(keyPath)}: integer ${value} does not fit in 64 bits (TOML integers are i64)` });
   }
@@ -110,14 +111,24 @@ export function parseMachineConfig(
   };
 }
 
-function* integersBeyondI64(value: unknown, at: (string | number)[]): Generator<[KeyPath, bigint]> {
+/** Every integer outside i64 in `value`, with where it is (a plain walk: this runs on every read). */
+function integersBeyondI64(value: unknown, at: (string | number)[] = [], found: [KeyPath, bigint][] = []): [KeyPath, bigint][] {
   if (typeof value === "bigint") {
-    if (value < I64_MIN || value > U64_TOML_MAX) yield [at, value];
+    if (value < I64_MIN || value > U64_TOML_MAX) found.push([[...at], value]);
   } else if (Array.isArray(value)) {
-    for (const [i, item] of value.entries()) yield* integersBeyondI64(item, [...at, i]);
+    for (let i = 0; i < value.length; i++) {
+      at.push(i);
+      integersBeyondI64(value[i], at, found);
+      at.pop();
+    }
   } else if (isTable(value)) {
-    for (const [k, item] of Object.entries(value)) yield* integersBeyondI64(item, [...at, k]);
+    for (const k in value) {
+      at.push(k);
+      integersBeyondI64(value[k], at, found);
+      at.pop();
+    }
   }
+  return found;
 }
 
 /** `block_devices[1].read_only` from a key path. */
@@ -178,12 +189,18 @@ export function machineToDocument(machine: Machine, base?: TomlTable): TomlTable
   return doc;
 }
 
+/** A text to write, with what it reads back as (so the writer need not parse it once more). */
+export interface CheckedText {
+  text: string;
+  parsed: ParsedMachineConfig;
+}
+
 /**
  * Full serialisation of `machine` (unknown keys of `base` kept), checked by parsing it back.
  * Throws InvalidConfigError when the machine itself is invalid, StoreError when the text would
  * not read back as the same document.
  */
-export function serializeMachine(machine: Machine, path: string, base?: TomlTable): string {
+export function serializeMachine(machine: Machine, path: string, base?: TomlTable): CheckedText {
   const document = machineToDocument(machine, base);
   const check = machineDocumentSchema.safeParse(document, { reportInput: true });
   if (!check.success) {
@@ -201,10 +218,11 @@ export function serializeMachine(machine: Machine, path: string, base?: TomlTabl
     // An unknown key holds a datetime smol-toml cannot write (a leap second, a day its month lacks).
     throw new StoreError(`${path}: cannot serialise machine "${machine.name}": ${(error as Error).message}; nothing was written`, path, { cause: error });
   }
-  if (!readsBackAs(text, document, path, machine.name)) {
+  const parsed = readBack(text, document, path, machine.name);
+  if (!parsed) {
     throw new StoreError(`${path}: cannot serialise machine "${machine.name}" faithfully; nothing was written`, path);
   }
-  return text;
+  return { text, parsed };
 }
 
 /** The changes a minimal edit can make. `ip_address: null` removes the key. */
@@ -219,15 +237,15 @@ export interface MinimalChange {
  * key-sorted file (arcbox-core with toml 0.5) would have it when the root keys are sorted, else right
  * before the `state` line (where toml 0.8's declaration order puts it). Returns `undefined` when no
  * such edit is possible or the result would not read back as exactly the document with the change
- * applied.
+ * applied; else the edited text and what it reads back as.
  */
 export function editInPlace(
   text: string,
-  parsed: Pick<ParsedMachineConfig, "document" | "source">,
+  parsed: Pick<ParsedMachineConfig, "document" | "source"> & Partial<Pick<ParsedMachineConfig, "machine" | "unknownKeys">>,
   change: MinimalChange,
   path: string,
   expectedName: string,
-): string | undefined {
+): CheckedText | undefined {
   const { document, source } = parsed;
   const roots = rootEntries(source);
   const entryOf = (key: string) => roots.find((e) => e.path.length === 1 && e.path[0] === key);
@@ -264,7 +282,48 @@ export function editInPlace(
   for (const edit of edits.sort((a, b) => b.at - a.at)) {
     edited = edited.slice(0, edit.at) + edit.insert + edited.slice(edit.end);
   }
-  return readsBackAs(edited, expected, path, expectedName) ? edited : undefined;
+  // Values made of plain characters cannot change whether TOML 1.0 accepts the text, only what it
+  // holds: that is checked with a quick parse (the original was judged by the strict one). Anything
+  // else is judged by the strict parse again.
+  const plain =
+    (change.state === undefined || (PERSISTED_STATES as readonly string[]).includes(change.state)) &&
+    (change.ip_address === undefined || change.ip_address === null || PLAIN_VALUE.test(change.ip_address));
+  if (plain) {
+    if (quickReadBack(edited, expected) && parsed.machine && parsed.unknownKeys) {
+      const machine: Machine = { ...parsed.machine };
+      if (change.state !== undefined) machine.state = change.state;
+      if (change.ip_address === null) delete machine.ip_address;
+      else if (change.ip_address !== undefined) machine.ip_address = change.ip_address;
+      return { text: edited, parsed: withLazySource({ machine: orderMachineKeys(machine), document: expected, unknownKeys: parsed.unknownKeys }, edited) };
+    }
+  }
+  const reread = readBack(edited, expected, path, expectedName);
+  return reread && { text: edited, parsed: reread };
+}
+
+/** A value of plain characters (what `state` values and usual IP addresses are): quoted as it is, in either style. */
+const PLAIN_VALUE = /^[A-Za-z0-9.:_\-/]*$/;
+
+/** Whether smol-toml reads `text` as exactly `expected`. */
+function quickReadBack(text: string, expected: TomlTable): boolean {
+  try {
+    return canonical(parseQuickly(text, { integersAsBigInt: true })) === canonical(expected);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A parsed config whose source map is made (by the strict parse) only when asked for: it is needed
+ * only for another minimal edit of the same text. Throws from that getter only if the text no longer
+ * parses, which the quick read-back has ruled out.
+ */
+function withLazySource(known: Omit<ParsedMachineConfig, "source">, text: string): ParsedMachineConfig {
+  let source: TomlSource | undefined;
+  return Object.defineProperty({ ...known } as ParsedMachineConfig, "source", {
+    enumerable: true,
+    get: () => (source ??= parseToml(text).source),
+  });
 }
 
 function insertionPoint(roots: SourceEntry[], stateEntry: SourceEntry): SourceEntry {
@@ -281,13 +340,13 @@ function quoteString(value: string, style: "literal" | "basic"): string {
   return stringify({ v: value }).slice("v = ".length).trimEnd();
 }
 
-/** True when `text` is a valid config for `expectedName` whose document equals `expected` exactly. */
-export function readsBackAs(text: string, expected: TomlTable, path: string, expectedName: string): boolean {
+/** `text` parsed, when it is a valid config for `expectedName` whose document equals `expected` exactly; else undefined. */
+export function readBack(text: string, expected: TomlTable, path: string, expectedName: string): ParsedMachineConfig | undefined {
   try {
     const reread = parseMachineConfig(text, path, expectedName);
-    return canonical(reread.document) === canonical(expected);
+    return canonical(reread.document) === canonical(expected) ? reread : undefined;
   } catch (error) {
-    if (error instanceof InvalidConfigError) return false;
+    if (error instanceof InvalidConfigError) return undefined;
     throw error;
   }
 }

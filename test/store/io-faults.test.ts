@@ -64,13 +64,8 @@ function steps(base: DurableFsOps): { step: string; fault: Fault; operation: Reg
     },
     {
       step: "the check of the file before the swap",
-      fault: (code) => ({
-        openAt: (real) => {
-          let reads = 0;
-          return async (dir, name, flags, mode) => (name === "config.toml" && ++reads === 2 ? Promise.reject(fail(code)) : real(dir, name, flags, mode));
-        },
-      }),
-      operation: /^open$/,
+      fault: (code) => ({ statAt: (real) => async (dir, name) => (name === "config.toml" ? Promise.reject(fail(code)) : real(dir, name)) }),
+      operation: /^check$/,
       replaceOnly: true,
     },
     {
@@ -86,9 +81,9 @@ function steps(base: DurableFsOps): { step: string; fault: Fault; operation: Reg
       newOnly: true,
     },
     {
-      step: "reading what the swap replaced",
-      fault: (code) => ({ openAt: (real) => async (dir, name, flags, mode) => (isTemp(name) && (flags & constants.O_CREAT) === 0 ? Promise.reject(fail(code)) : real(dir, name, flags, mode)) }),
-      operation: /^open \(temp file \.config\.toml\.arcbox-tmp-/,
+      step: "looking at what the swap replaced",
+      fault: (code) => ({ statAt: (real) => async (dir, name) => (isTemp(name) ? Promise.reject(fail(code)) : real(dir, name)) }),
+      operation: /^look at what the swap replaced \(temp file \.config\.toml\.arcbox-tmp-/,
       replaceOnly: true,
     },
     {

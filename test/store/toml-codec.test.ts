@@ -12,7 +12,7 @@ describe("serializeMachine", () => {
       "big = 9223372036854775807\nsmall = -9223372036854775808\nwhole_float = 4.0\nfrac = 0.1\nexp = 1e300\nspecial = [inf, -inf, nan]\nhex = 0xff\n",
     );
     const { machine, document } = parseMachineConfig(source, "/m/config.toml", "m");
-    const text = serializeMachine({ ...machine, cpus: 3 }, "/m/config.toml", document);
+    const { text } = serializeMachine({ ...machine, cpus: 3 }, "/m/config.toml", document);
     const reread = parse(text, { integersAsBigInt: true });
     expect(reread.big).toBe(9223372036854775807n);
     expect(reread.small).toBe(-9223372036854775808n);
@@ -26,7 +26,7 @@ describe("serializeMachine", () => {
   });
 
   it("writes a machine with no block devices as `block_devices = []`, and memory beyond 2^53 exactly", () => {
-    const text = serializeMachine(sampleMachine("m", { block_devices: [], memory_mb: 2n ** 63n - 1n }), "/x");
+    const { text } = serializeMachine(sampleMachine("m", { block_devices: [], memory_mb: 2n ** 63n - 1n }), "/x");
     expect(text).toContain("block_devices = []\n");
     expect(text).toContain("memory_mb = 9223372036854775807\n");
     expect(parseMachineConfig(text, "/x", "m").machine.memory_mb).toBe(2n ** 63n - 1n);
@@ -39,7 +39,7 @@ describe("editInPlace", () => {
     const parsed = parseMachineConfig(text, "/x", "m");
     // a state value the schema refuses cannot be written by a minimal edit
     expect(editInPlace(text, parsed, { state: "starting" as never }, "/x", "m")).toBeUndefined();
-    expect(editInPlace(text, parsed, { state: "running" }, "/x", "m")).toBe(text.replace('"stopped"', '"running"'));
+    expect(editInPlace(text, parsed, { state: "running" }, "/x", "m")?.text).toBe(text.replace('"stopped"', '"running"'));
   });
 
   it("treats 1 and 1.0 as different values and ignores table key order", () => {

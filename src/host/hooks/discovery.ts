@@ -1,5 +1,5 @@
 /** Finding the networking hooks in `hooks_dir` (DESIGN §4). */
-import { constants as fsConstants } from "node:fs";
+import { constants as fsConstants, lstatSync, statSync } from "node:fs";
 import { access, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { ExecutableHook, formatMode, type ExecutableHookOptions } from "./executable-hook.js";
@@ -94,4 +94,48 @@ async function skipReasonForFile(file: string): Promise<string | undefined> {
     return `not executable (mode ${formatMode(stats.mode)}); fix with chmod +x`;
   }
   return undefined;
+}
+
+/**
+ * `discoverHooks` for every recovery, without listing the directory each time: the last discovery is
+ * reused while the directory and every entry it found are unchanged (device, inode, modification and
+ * change times: adding, removing, renaming, editing or chmod-ing a hook changes one of them). That
+ * costs one `stat` of the directory and one per entry instead of a listing and two calls per entry.
+ * Resolves with `changed: true` when the hooks were discovered afresh (then skipped entries are worth
+ * reporting again). Rejects as `discoverHooks`.
+ */
+export function cachedHookDiscovery(hooksDir: string, options: ExecutableHookOptions = {}): () => Promise<DiscoveredHooks & { changed: boolean }> {
+  let last: { key: string; found: DiscoveredHooks } | undefined;
+  const entriesOf = (found: DiscoveredHooks) => [...found.hooks.map((hook) => hook.path), ...found.skipped.map((skip) => skip.file)];
+  return async () => {
+    if (last && discoveryKey(hooksDir, entriesOf(last.found)).key === last.key) return { ...last.found, changed: false };
+    const found = await discoverHooks(hooksDir, options);
+    const { key, newestMs } = discoveryKey(hooksDir, entriesOf(found));
+    // A change within the file system's timestamp granularity of the last one would leave the same
+    // times behind: a discovery is reused only once everything it saw is older than that.
+    last = Date.now() - newestMs > RACY_TIMESTAMP_MS ? { key, found } : undefined;
+    return { ...found, changed: true };
+  };
+}
+
+/** Times closer to now than this may still be followed by a change that leaves them as they are. */
+const RACY_TIMESTAMP_MS = 2_000;
+
+/** What must not change for a discovery to stay valid (the directory's and each entry's identity and times), and the newest of those times. */
+function discoveryKey(hooksDir: string, entries: string[]): { key: string; newestMs: number } {
+  let newestMs = 0;
+  const identity = (path: string, follow: boolean): string => {
+    try {
+      // throwIfNoEntry: a missing hooks directory is the usual case, and an exception costs more than the stat.
+      const stat = follow ? statSync(path, { bigint: true, throwIfNoEntry: false }) : lstatSync(path, { bigint: true, throwIfNoEntry: false });
+      if (stat === undefined) return "ENOENT";
+      newestMs = Math.max(newestMs, Number(stat.mtimeNs / 1_000_000n), Number(stat.ctimeNs / 1_000_000n));
+      return `${stat.dev}:${stat.ino}:${stat.mode}:${stat.mtimeNs}:${stat.ctimeNs}`;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code ?? "error";
+    }
+  };
+  // An entry is looked at both as itself and as what a symlink leads to (the hook that runs).
+  const key = [identity(hooksDir, false), ...entries.map((entry) => `${identity(entry, false)}>${identity(entry, true)}`)].join("|");
+  return { key, newestMs };
 }
