@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { it } from "vitest";
+import { itWithPrerequisite } from "./tools.js";
 import type { Machine } from "../../src/store/index.js";
 import { parseCreatedAt } from "../../src/store/created-at.js";
 
@@ -34,21 +34,15 @@ export function coreLoaderPath(): string | undefined {
 
 /**
  * Registers test `name` whose body gets the loader's path. Without the loader it fails when
- * ARCBOX_REQUIRE_CORE_LOADER=1, else it is registered as a visible "SKIPPED" test that only warns.
+ * ARCBOX_REQUIRE_CORE_LOADER=1, and is reported as skipped (with the reason) otherwise.
  */
 export function itWithCoreLoader(name: string, body: (loader: string) => Promise<void>, timeout?: number): void {
-  const loader = coreLoaderPath();
-  if (loader !== undefined) {
-    it(name, () => body(loader), timeout);
-  } else if (process.env[REQUIRE_CORE_LOADER_ENV] === "1") {
-    it(name, () => {
-      throw new Error(`arcbox-core's loader is missing and ${REQUIRE_CORE_LOADER_ENV}=1 requires it; run scripts/build-arcbox-core-loader.sh`);
-    });
-  } else {
-    it(`SKIPPED: arcbox-core loader not built — ${name}`, () => {
-      console.warn(`SKIPPED "${name}": arcbox-core's loader is not built (scripts/build-arcbox-core-loader.sh builds it)`);
-    });
-  }
+  itWithPrerequisite(
+    name,
+    { find: coreLoaderPath, missing: "arcbox-core's loader is not built (scripts/build-arcbox-core-loader.sh builds it)", requireEnv: REQUIRE_CORE_LOADER_ENV },
+    body,
+    timeout,
+  );
 }
 
 /** What `arcbox-core-loader check` said about one machine. */

@@ -5,7 +5,7 @@
  */
 import { accessSync, constants, statSync } from "node:fs";
 import path from "node:path";
-import { it } from "vitest";
+import { itWithPrerequisite } from "./tools.js";
 
 /** The environment variable that turns a missing tool into a failure. */
 export const REQUIRE_PROMETHEUS_ENV = "ARCBOX_REQUIRE_PROMETHEUS";
@@ -27,8 +27,8 @@ export function findTool(name: string): string | undefined {
 
 /**
  * Registers test `name`, whose body receives the tool's path. Without the tool: when
- * ARCBOX_REQUIRE_PROMETHEUS=1 the test fails saying what is missing; otherwise it is registered as
- * "SKIPPED: <tool> not installed — <name>" and only warns.
+ * ARCBOX_REQUIRE_PROMETHEUS=1 the test fails saying what is missing; otherwise vitest reports it as
+ * skipped, with the reason.
  */
 export function requireToolOrSkip(
   tool: string,
@@ -36,18 +36,5 @@ export function requireToolOrSkip(
   body: (toolPath: string) => Promise<void> | void,
   timeout?: number,
 ): void {
-  const toolPath = findTool(tool);
-  if (toolPath !== undefined) {
-    it(name, () => body(toolPath), timeout);
-  } else if (process.env[REQUIRE_PROMETHEUS_ENV] === "1") {
-    it(name, () => {
-      throw new Error(`${tool} is not on PATH, and ${REQUIRE_PROMETHEUS_ENV}=1 requires it; install ${tool}`);
-    });
-  } else {
-    it(`SKIPPED: ${tool} not installed — ${name}`, () => {
-      console.warn(
-        `SKIPPED "${name}": ${tool} is not on PATH (set ${REQUIRE_PROMETHEUS_ENV}=1 to make this a failure)`,
-      );
-    });
-  }
+  itWithPrerequisite(name, { find: () => findTool(tool), missing: `${tool} is not on PATH`, requireEnv: REQUIRE_PROMETHEUS_ENV }, body, timeout);
 }

@@ -3,6 +3,7 @@
  * everything it said, so a failing assertion can show the tool's own words.
  */
 import { spawn } from "node:child_process";
+import { it } from "vitest";
 
 /** What a finished tool run produced. */
 export interface ToolRun {
@@ -39,4 +40,31 @@ export function runTool(tool: string, args: string[], options: { cwd?: string; e
       resolve({ code, signal, stdout, stderr, report });
     });
   });
+}
+
+/**
+ * Registers test `name`, whose body gets what `find` finds (a tool's path, a built binary …). When
+ * `find` finds nothing, the test fails if `requireEnv` is set to 1 (CI sets it: there the prerequisite
+ * must be present), and is otherwise reported by vitest as skipped, with `missing` as the reason: it
+ * never passes without having run.
+ */
+export function itWithPrerequisite<T>(
+  name: string,
+  prerequisite: { find: () => T | undefined; missing: string; requireEnv: string },
+  body: (found: T) => Promise<void> | void,
+  timeout?: number,
+): void {
+  it(
+    name,
+    async (context) => {
+      const found = prerequisite.find();
+      if (found === undefined) {
+        if (process.env[prerequisite.requireEnv] === "1") throw new Error(`${prerequisite.missing}, and ${prerequisite.requireEnv}=1 requires it`);
+        context.skip(`${prerequisite.missing} (${prerequisite.requireEnv}=1 makes this a failure)`);
+        return;
+      }
+      await body(found);
+    },
+    timeout,
+  );
 }

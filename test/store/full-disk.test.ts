@@ -16,6 +16,7 @@ import { machineToml, writeMachine } from "../helpers/machines.js";
 import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
 import { fsOpsWith, systemError } from "./fs-ops.js";
 import { sampleMachine } from "./temp-store.js";
+import { itWithPrerequisite } from "../helpers/tools.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -40,8 +41,11 @@ try {
 
 /** A test of the built CLI, which can only meet a real full disk; without one it says so. */
 function withRealDisk(name: string, body: () => Promise<void>): void {
-  if (mounted) it(name, body);
-  else it(`SKIPPED: no tmpfs could be mounted — ${name}`, () => console.warn(`SKIPPED "${name}": it needs a real full disk (a tmpfs, mountable as root)`));
+  itWithPrerequisite(
+    name,
+    { find: () => (mounted ? true : undefined), missing: "no tmpfs could be mounted for a real full disk (it needs root)", requireEnv: "ARCBOX_REQUIRE_TMPFS" },
+    body,
+  );
 }
 
 afterAll(async () => {
