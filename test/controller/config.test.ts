@@ -25,6 +25,11 @@ describe("durations", () => {
   ])("parses %s", (text, ms) => expect(parseDuration(text)).toBe(ms));
 
   it.each(["", "5", "5 m", "-1s", "5min", "s"])("rejects %j", (text) => expect(parseDuration(text)).toBeNull());
+
+  it("accepts the longest duration a timer can wait, and no longer", async () => {
+    expect((await loadConfig({ config: await configFile('resync_interval = "596h"') }, {})).resyncIntervalMs).toBe(596 * 3_600_000);
+    await expect(loadConfig({ config: await configFile('resync_interval = "596h32m"') }, {})).rejects.toThrow(/too long/);
+  });
 });
 
 describe("loadConfig", () => {
@@ -108,6 +113,16 @@ describe("loadConfig", () => {
     ['pid_file = "../x.pid"', /:1:1: pid_file: must be a file name/],
     ['log_level = "verbose"', /:1:1: log_level: /],
     ["workers = ", /controller\.toml:1:\d+: /],
+    // Node's timers cannot wait longer than 2^31-1 ms: such values would fire at once or throw.
+    ['resync_interval = "720h"', /:1:1: resync_interval: "720h" is too long: at most "596h"/],
+    ['shutdown_timeout = "600h"', /:1:1: shutdown_timeout: "600h" is too long/],
+    ['hook_timeout = "600h"', /:1:1: hook_timeout: "600h" is too long/],
+    ['startup_grace = "597h"', /:1:1: startup_grace: "597h" is too long/],
+    ['recheck_interval = "1000h"', /:1:1: recheck_interval: "1000h" is too long/],
+    ['daemon_poll_interval = "700h"', /:1:1: daemon_poll_interval: "700h" is too long/],
+    ['daemon_poll_interval = "1ms"', /:1:1: daemon_poll_interval: must be at least 10ms/],
+    ['log_format = "xml"', /:1:1: log_format: /],
+    ['liveness = "Daemon"', /:1:1: liveness: /],
   ])("rejects %j with file, line and reason", async (text, message) => {
     const file = await configFile(text);
     await expect(loadConfig({ config: file }, {})).rejects.toThrow(message);
