@@ -2,13 +2,14 @@
  * The built CLI (`dist/cli.js`, made by `npm run build`, which `npm test` runs first) as a process,
  * on copies of the configs that arcbox-core's Rust code wrote.
  */
-import { cp, readFile, readdir, stat, writeFile, mkdir, symlink } from "node:fs/promises";
+import { cp, readFile, readdir, rm, stat, writeFile, mkdir, symlink } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runCli, snapshotTree as snapshot, startControllerProcess, type CliResult } from "../helpers/cli-process.js";
 import { fixturesDir } from "../helpers/fixtures.js";
 import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
 import { machineToml, writeMachine } from "../helpers/machines.js";
+import { coreCheckAll, itWithCoreLoader } from "../helpers/arcbox-core.js";
 
 /** Runs the CLI to completion with a clean environment (no config file, no ARCBOX_* variables). */
 function arcbox(args: string[]): Promise<CliResult> {
@@ -68,6 +69,25 @@ describe("reconcile", () => {
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/^reconciled \d+ machines in \d+ms: 0 recovered, 0 errors, 0 invalid, 0 pending\n$/);
   });
+
+  for (const liveness of ["none", "daemon"] as const) {
+    itWithCoreLoader(`the fixtures recovered with --liveness ${liveness} load in arcbox-core with every field but state unchanged`, async (loader) => {
+      for (const layout of ["toml05", "toml08"] as const) {
+        const dir = await copyFixtures(layout);
+        const names = (await readdir(dir)).sort();
+        const before = await coreCheckAll(loader, dir, names);
+        const result = await arcbox(["reconcile", "-d", dir, "--hooks-dir", path.join(root, "no-hooks"), "--liveness", liveness, "-o", "json"]);
+        expect(result.code).toBe(0);
+        const after = await coreCheckAll(loader, dir, names);
+        names.forEach((name, i) => {
+          expect(after[i]?.ok, `${layout}/${name}: ${after[i]?.output}`).toBe(true);
+          // Only the state changed, from Running to Stopped (arcbox-core's names), where it was running.
+          expect(after[i]?.output).toBe(before[i]?.output.replace(" state=Running ", " state=Stopped "));
+        });
+        await rm(dir, { recursive: true });
+      }
+    });
+  }
 
   it("exits 1 when a hook fails or a config is invalid, and counts machines inside the grace as pending", async () => {
     const dir = path.join(root, "machines");
