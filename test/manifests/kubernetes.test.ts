@@ -294,7 +294,8 @@ describe("the DaemonSet's volumes mounted as the kubelet mounts them", () => {
 
           await daemon.kill();
           await waitFor(async () => (await readFile(hostConfig, "utf8")).includes('state = "stopped"'), "web recovered on the node");
-          const recovered = controller.logs.find((line) => line.msg === "machine recovered");
+          // The log line follows the write, so it may land a moment later.
+          const recovered = await waitFor(() => controller.logs.find((line) => line.msg === "machine recovered"), "the recovery log line");
           expect(String(recovered?.reason)).toContain("the arcbox daemon is not running");
         } finally {
           await daemon.kill();

@@ -234,7 +234,11 @@ describe("the agent started as launchd starts it", () => {
           async () => (await readFile(path.join(machinesDir, "web/config.toml"), "utf8")).includes('state = "stopped"'),
           "web to be recovered (no arcbox daemon runs)",
         );
-        const recovered = (await logLines()).find((line) => line.msg === "machine recovered");
+        // The log line follows the write, so it may land a moment later.
+        const recovered = await waitFor(
+          async () => (await logLines()).find((line) => line.msg === "machine recovered"),
+          "the machine recovered line in controller.stdout.log",
+        );
         expect(String(recovered?.reason)).toContain("the arcbox daemon is not running");
       } finally {
         agent.kill("SIGTERM");
