@@ -1,7 +1,9 @@
 // Recovery of machines persisted as `running`, through the built CLI, at each size:
 //  1. the full pass `arcbox-controller reconcile --liveness none` (every machine `running`, no hooks),
 //     against the raw durable loop (bench/raw-durable-loop.mjs; its best concurrency) and arcbox-core's
-//     own Rust loop (`arcbox-core-loader recover`, no fsync);
+//     own Rust loop (`arcbox-core-loader recover`, no fsync), and the raw loop at the pass's own
+//     concurrency (`workers`, default 4); then the same pass with `workers` = BENCH_WIDE_WORKERS, against
+//     the raw loop at that concurrency;
 //  2. the arcbox daemon's death: `arcbox-controller run` (liveness `daemon`, its default 1 s poll) with
 //     every machine `running` and a stand-in daemon holding `run/daemon.lock`; the daemon is SIGKILLed;
 //     detection is the service's "arcbox daemon is down" line (or its first "machine recovered" line,
@@ -11,7 +13,8 @@
 // Each one works on a freshly written tree, flushed to disk first. Every figure is a process's wall time.
 //   node bench/recovery.bench.mjs      (after npm run build)
 // Knobs: BENCH_RECOVERY_SIZES (default 1000,10000), BENCH_RAW_CONCURRENCY (4,8,16,32,64), BENCH_ROUNDS
-// (1: each measurement's median over this many runs), BENCH_RUST=0 (skip the Rust loop), BENCH_DIR.
+// (1: each measurement's median over this many runs), BENCH_WIDE_WORKERS (32), BENCH_RUST=0 (skip the
+// Rust loop), BENCH_DIR.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { join } from "node:path";
@@ -26,6 +29,9 @@ import { median, since } from "./lib/stats.mjs";
 const SIZES = knobList("BENCH_RECOVERY_SIZES", [1000, 10_000]);
 const CONCURRENCY = knobList("BENCH_RAW_CONCURRENCY", [4, 8, 16, 32, 64]);
 const ROUNDS = knob("BENCH_ROUNDS", 1);
+const WIDE_WORKERS = knob("BENCH_WIDE_WORKERS", 32);
+/** The controller's default `workers` (DESIGN §2): the pass's concurrency unless configured. */
+const DEFAULT_WORKERS = 4;
 const RAW_LOOP = fileURLToPath(new URL("./raw-durable-loop.mjs", import.meta.url));
 
 requireBuiltCli();
@@ -61,12 +67,14 @@ for (const size of SIZES) {
   console.log(`\n${label}: ${root.path} (${root.fsType})`);
   try {
     // 1. The full pass and its baselines.
-    const raw = new Map(CONCURRENCY.map((c) => [c, []]));
+    const concurrencies = [...new Set([...CONCURRENCY, DEFAULT_WORKERS, WIDE_WORKERS])].sort((a, b) => a - b);
+    const raw = new Map(concurrencies.map((c) => [c, []]));
     const rustTimes = [];
     const pass = [];
+    const wide = [];
     const passConfig = writeControllerConfig(join(root.path, "pass.toml"), { machines_dir: machines, hooks_dir: noHooks, liveness: "none" });
     for (let round = 0; round < ROUNDS; round++) {
-      for (const c of CONCURRENCY) {
+      for (const c of concurrencies) {
         writeMachines(machines, size, "running");
         raw.get(c).push(await rawLoop(machines, c, size));
       }
@@ -84,23 +92,39 @@ for (const size of SIZES) {
       expectAllStopped(machines, size, "reconcile --liveness none");
       pass.push(run.wall);
       console.log(`  round ${round + 1}: reconcile ${run.wall.toFixed(0)} ms (its own duration_ms ${summary.duration_ms})`);
+
+      writeMachines(machines, size, "running");
+      const wideRun = await runCli(["reconcile", "--config", passConfig, "--workers", String(WIDE_WORKERS), "-o", "json"]);
+      if (wideRun.code !== 0) throw new Error(`reconcile --workers ${WIDE_WORKERS} exited ${wideRun.code}: ${wideRun.stderr}`);
+      const wideSummary = JSON.parse(wideRun.stdout);
+      if (wideSummary.recovered !== size) throw new Error(`reconcile --workers ${WIDE_WORKERS} recovered ${wideSummary.recovered} of ${size}`);
+      expectAllStopped(machines, size, `reconcile --liveness none --workers ${WIDE_WORKERS}`);
+      wide.push(wideRun.wall);
+      console.log(`  round ${round + 1}: reconcile --workers ${WIDE_WORKERS} ${wideRun.wall.toFixed(0)} ms (its own duration_ms ${wideSummary.duration_ms})`);
     }
-    const sweep = [...raw].map(([c, times]) => ({ c, ms: median(times) }));
+    const sweep = [...raw].filter(([c]) => CONCURRENCY.includes(c)).map(([c, times]) => ({ c, ms: median(times) }));
     console.log(`  raw durable loop by concurrency: ${sweep.map(({ c, ms }) => `${c}: ${ms.toFixed(0)} ms`).join(", ")}`);
     const best = sweep.reduce((a, b) => (b.ms < a.ms ? b : a));
     const rawBaseline = { name: `raw durable loop (best: ${best.c} in flight)`, value: best.ms };
     const rustBaseline = rust.binary
       ? { name: "arcbox-core Rust loop (load_all + update_state, no fsync)", value: median(rustTimes) }
       : { name: "arcbox-core Rust loop", value: null, note: rust.reason };
+    const rawAt = (c) => ({ name: `raw durable loop at the same concurrency (${c} in flight)`, value: median(raw.get(c)) });
     const passMs = median(pass);
     const rawOk = passMs <= 1.3 * best.ms;
     report.add({
-      figure: `reconcile --liveness none, ${label}, no hooks`,
+      figure: `reconcile --liveness none, ${label}, no hooks (workers = ${DEFAULT_WORKERS}, the default)`,
       value: passMs,
       unit: "ms",
-      baselines: [rawBaseline, rustBaseline],
+      baselines: [rawBaseline, rustBaseline, rawAt(DEFAULT_WORKERS)],
       target: "≤ 1.3× raw loop and < Rust loop",
       met: !rawOk ? false : rust.binary ? passMs < rustBaseline.value : null,
+    });
+    report.add({
+      figure: `reconcile --liveness none, ${label}, no hooks, workers = ${WIDE_WORKERS}`,
+      value: median(wide),
+      unit: "ms",
+      baselines: [rawAt(WIDE_WORKERS), rawBaseline],
     });
 
     // 2. The daemon's death, with the service.

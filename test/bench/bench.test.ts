@@ -18,6 +18,7 @@ const TINY: Record<string, string> = {
   BENCH_RECOVERY_SIZES: "6",
   BENCH_RAW_CONCURRENCY: "4,8",
   BENCH_ROUNDS: "1",
+  BENCH_WIDE_WORKERS: "8",
   BENCH_LATENCY_MACHINES: "5",
   BENCH_LATENCY_ROUNDS: "3",
   BENCH_STORM_MACHINES: "6",
@@ -28,6 +29,7 @@ const TINY: Record<string, string> = {
   BENCH_SCRAPES: "3",
   BENCH_IDLE_MACHINES: "5",
   BENCH_IDLE_SECONDS: "1",
+  BENCH_IDLE_SETTLE_SECONDS: "1",
   BENCH_WORKQUEUE_KEYS: "50",
   BENCH_WORKQUEUE_ROUNDS: "1",
 };
@@ -118,9 +120,19 @@ describe("benchmarks at tiny sizes", () => {
     "recovery: the reconcile pass against the raw durable loop and the Rust loop, and the daemon's death",
     async () => {
       const run = await runBench("recovery.bench.mjs");
-      expectFigures(run, "recovery", [/^reconcile --liveness none, 6 running/, /^daemon death → detected/, /^daemon death: detected → all 6 stopped/]);
-      const [pass] = run.figures;
-      expect(pass!.baselines.map((baseline) => baseline.name)).toEqual([expect.stringMatching(/^raw durable loop \(best: (4|8) in flight\)$/), expect.stringMatching(/^arcbox-core Rust loop/)]);
+      expectFigures(run, "recovery", [
+        /^reconcile --liveness none, 6 running, no hooks \(workers = 4, the default\)$/,
+        /^reconcile --liveness none, 6 running, no hooks, workers = 8$/,
+        /^daemon death → detected/,
+        /^daemon death: detected → all 6 stopped/,
+      ]);
+      const [pass, wide] = run.figures;
+      expect(pass!.baselines.map((baseline) => baseline.name)).toEqual([
+        expect.stringMatching(/^raw durable loop \(best: (4|8) in flight\)$/),
+        expect.stringMatching(/^arcbox-core Rust loop/),
+        "raw durable loop at the same concurrency (4 in flight)",
+      ]);
+      expect(wide!.baselines.map((baseline) => baseline.name)[0]).toBe("raw durable loop at the same concurrency (8 in flight)");
       expect(run.stdout).toMatch(/raw durable loop by concurrency: 4: \d+ ms, 8: \d+ ms/);
     },
     SLOW,
