@@ -282,7 +282,7 @@ describe("ControllerMetrics over HTTP", () => {
 describe("promtool check metrics", () => {
   requireToolOrSkip(
     "promtool",
-    "finds nothing to say about any arcbox_ metric",
+    "finds nothing to say about any metric of the exposition",
     async (promtool) => {
       const { metrics, scrapeText } = await start();
       metrics.knownHooks(["bridge-up"]);
@@ -304,11 +304,9 @@ describe("promtool check metrics", () => {
       child.stdin.end(text);
       const code = await exit;
 
-      // promtool exits non-zero for prom-client's own nodejs_* names; only arcbox_ lines matter here.
-      expect(output.split("\n").filter((line) => line.includes("arcbox_"))).toEqual([]);
-      // It did parse the input: a parse error would be reported without any metric name.
-      expect(output).not.toMatch(/error while linting|text format parsing error/i);
-      expect(code === 0 || /^nodejs_|^process_/m.test(output)).toBe(true);
+      // prom-client's gauges named `nodejs_active_*_total`, which promtool reports, are not exported.
+      expect(output).toBe("");
+      expect(code).toBe(0);
     },
   );
 });
