@@ -9,6 +9,8 @@ export default {
   mutate: [
     "src/store/durable-write.ts",
     "src/store/machine-store.ts",
+    // The minimal edit and its read-back (editInPlace); the rest of the codec is pinned by the differential tests.
+    "src/store/toml-codec.ts:228-315",
     "src/controller/reconciler.ts",
     "src/controller/workqueue.ts",
     "src/controller/controller.ts",

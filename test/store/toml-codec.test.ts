@@ -42,6 +42,33 @@ describe("editInPlace", () => {
     expect(editInPlace(text, parsed, { state: "running" }, "/x", "m")?.text).toBe(text.replace('"stopped"', '"running"'));
   });
 
+  it("removing an ip_address the file does not have leaves the text as it is", () => {
+    const text = configText("m");
+    const parsed = parseMachineConfig(text, "/x", "m");
+    expect(editInPlace(text, parsed, { ip_address: null }, "/x", "m")?.text).toBe(text);
+  });
+
+  it("a changed ip_address keeps the quoting of the value it replaces", () => {
+    const basic = configText("m", 'ip_address = "10.0.0.2"\n');
+    expect(editInPlace(basic, parseMachineConfig(basic, "/x", "m"), { ip_address: "10.0.0.3" }, "/x", "m")?.text).toBe(
+      basic.replace('"10.0.0.2"', '"10.0.0.3"'),
+    );
+    const literal = configText("m", "ip_address = '10.0.0.2'\n");
+    expect(editInPlace(literal, parseMachineConfig(literal, "/x", "m"), { ip_address: "10.0.0.3" }, "/x", "m")?.text).toBe(
+      literal.replace("'10.0.0.2'", "'10.0.0.3'"),
+    );
+  });
+
+  it("edits state and an ip_address written after it in one minimal edit, whatever their lengths", () => {
+    // Hand-written order: state before ip_address, so the later edit must be applied first.
+    const text = configText("m", 'ip_address = "10.0.0.2"\n');
+    const parsed = parseMachineConfig(text, "/x", "m");
+    const edited = editInPlace(text, parsed, { state: "running", ip_address: "192.168.100.200" }, "/x", "m");
+    expect(edited?.text).toBe(text.replace('"stopped"', '"running"').replace('"10.0.0.2"', '"192.168.100.200"'));
+    const shorter = editInPlace(text, parsed, { state: "created", ip_address: null }, "/x", "m");
+    expect(shorter?.text).toBe(text.replace('"stopped"', '"created"').replace('ip_address = "10.0.0.2"\n', ""));
+  });
+
   it("treats 1 and 1.0 as different values and ignores table key order", () => {
     expect(canonical(1n)).not.toBe(canonical(1));
     expect(canonical({ a: 1n, b: "x" })).toBe(canonical({ b: "x", a: 1n }));
