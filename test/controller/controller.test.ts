@@ -369,11 +369,13 @@ describe("lifecycle", () => {
     await writeMachine(machines, "slow", machineToml("slow"));
     const started = path.join(root, "started");
     await writeHook(hooks, "10-slow", `touch '${started}'; sleep 1`);
-    const { controller } = await startController();
+    const { controller, lines } = await startController();
     await waitFor(() => stat(started).then(() => true, () => false), "the hook to start");
     expect(await controller.stop()).toBe(true);
     // Resolved only after the hook ended and the state was persisted.
     expect(await stateOf("slow")).toBe("stopped");
+    // Drained in time: nothing was stopped, and nothing says so.
+    expect(lines().filter((line) => line.level === "warn")).toEqual([]);
   });
 
   it("stop() stops running hooks when shutdown_timeout expires, and leaves their machines running", async () => {
