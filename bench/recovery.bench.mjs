@@ -45,6 +45,22 @@ function expectAllStopped(dir, total, what) {
   if (counts.stopped !== total) throw new Error(`${what}: expected ${total} stopped machines, found ${JSON.stringify(counts)}`);
 }
 
+/**
+ * `reconcile` with `configPath` and `extraArgs` over a fresh tree of `size` running machines; checks
+ * that all were recovered and resolves the process's wall time (ms).
+ */
+async function timedPass(configPath, dir, size, extraArgs, round) {
+  const what = ["reconcile", ...extraArgs].join(" ");
+  writeMachines(dir, size, "running");
+  const run = await runCli(["reconcile", "--config", configPath, ...extraArgs, "-o", "json"]);
+  if (run.code !== 0) throw new Error(`${what} exited ${run.code}: ${run.stderr}`);
+  const summary = JSON.parse(run.stdout);
+  if (summary.recovered !== size) throw new Error(`${what} recovered ${summary.recovered} of ${size}`);
+  expectAllStopped(dir, size, what);
+  console.log(`  round ${round + 1}: ${what} ${run.wall.toFixed(0)} ms (its own duration_ms ${summary.duration_ms})`);
+  return run.wall;
+}
+
 /** The raw durable loop as its own process; resolves its wall time (ms). */
 async function rawLoop(dir, concurrency, total) {
   const started = performance.now();
@@ -84,23 +100,8 @@ for (const size of SIZES) {
         if (result.recovered !== size) throw new Error(`the Rust loop recovered ${result.recovered} of ${size}`);
         rustTimes.push(result.wall);
       }
-      writeMachines(machines, size, "running");
-      const run = await runCli(["reconcile", "--config", passConfig, "-o", "json"]);
-      if (run.code !== 0) throw new Error(`reconcile exited ${run.code}: ${run.stderr}`);
-      const summary = JSON.parse(run.stdout);
-      if (summary.recovered !== size) throw new Error(`reconcile recovered ${summary.recovered} of ${size}`);
-      expectAllStopped(machines, size, "reconcile --liveness none");
-      pass.push(run.wall);
-      console.log(`  round ${round + 1}: reconcile ${run.wall.toFixed(0)} ms (its own duration_ms ${summary.duration_ms})`);
-
-      writeMachines(machines, size, "running");
-      const wideRun = await runCli(["reconcile", "--config", passConfig, "--workers", String(WIDE_WORKERS), "-o", "json"]);
-      if (wideRun.code !== 0) throw new Error(`reconcile --workers ${WIDE_WORKERS} exited ${wideRun.code}: ${wideRun.stderr}`);
-      const wideSummary = JSON.parse(wideRun.stdout);
-      if (wideSummary.recovered !== size) throw new Error(`reconcile --workers ${WIDE_WORKERS} recovered ${wideSummary.recovered} of ${size}`);
-      expectAllStopped(machines, size, `reconcile --liveness none --workers ${WIDE_WORKERS}`);
-      wide.push(wideRun.wall);
-      console.log(`  round ${round + 1}: reconcile --workers ${WIDE_WORKERS} ${wideRun.wall.toFixed(0)} ms (its own duration_ms ${wideSummary.duration_ms})`);
+      pass.push(await timedPass(passConfig, machines, size, [], round));
+      wide.push(await timedPass(passConfig, machines, size, ["--workers", String(WIDE_WORKERS)], round));
     }
     const sweep = [...raw].filter(([c]) => CONCURRENCY.includes(c)).map(([c, times]) => ({ c, ms: median(times) }));
     console.log(`  raw durable loop by concurrency: ${sweep.map(({ c, ms }) => `${c}: ${ms.toFixed(0)} ms`).join(", ")}`);

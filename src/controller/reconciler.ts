@@ -122,16 +122,16 @@ export class Reconciler {
 
   private async reconcileOnce(name: string, log: Logger, request: ReconcileRequestOptions): Promise<ReconcileOutcome> {
     // The machine's directory is opened once, for the read of step 1 and the write of step 5.
-    let read = true;
+    let reading = true;
     try {
       return await this.options.store.withMachine(name, async (handle) => {
         // 1. Read and validate.
         const loaded = await handle.load();
-        read = false;
+        reading = false;
         return this.decide(handle, loaded, log, request);
       });
     } catch (error) {
-      if (read) return this.unreadable(name, error, log);
+      if (reading) return this.unreadable(name, error, log);
       throw error;
     }
   }

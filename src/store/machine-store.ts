@@ -337,12 +337,15 @@ export class MachineStore {
       const path = join(this.dir, entry.name);
       // Listed by path first (one call): only a directory that holds a temp file is opened, and the
       // removal goes through its descriptor.
+      // Gone, or replaced by a symlink or a file since it was listed: nothing of ours in there.
+      const skip = (error: unknown) => {
+        if (!["ENOENT", "ENOTDIR", "ELOOP"].includes(errnoCode(error) ?? "")) report(new StoreIoError(path, "open directory", error));
+      };
       let names: string[];
       try {
         names = readdirSync(path).filter(isTempFileName);
       } catch (error) {
-        // Gone, or replaced by a symlink or a file since it was listed: nothing of ours in there.
-        if (!["ENOENT", "ENOTDIR", "ELOOP"].includes(errnoCode(error) ?? "")) report(new StoreIoError(path, "open directory", error));
+        skip(error);
         continue;
       }
       if (names.length === 0) continue;
@@ -350,7 +353,7 @@ export class MachineStore {
       try {
         fd = await ops.openDirectory(path);
       } catch (error) {
-        if (!["ENOENT", "ENOTDIR", "ELOOP"].includes(errnoCode(error) ?? "")) report(new StoreIoError(path, "open directory", error));
+        skip(error);
         continue;
       }
       try {
