@@ -5,7 +5,7 @@
 // service's own `arcbox_machine_state` family, pre-rendered once and served as bytes (the physical
 // limit), and the same series in a plain prom-client Gauge rendered at each scrape (the peer).
 //   node bench/scrape.bench.mjs      (after npm run build)
-// Knobs: BENCH_SCRAPE_MACHINES (default 10000), BENCH_SCRAPES (50, after 5 untimed), BENCH_DIR.
+// Knobs: BENCH_SCRAPE_MACHINES (default 10000), BENCH_SCRAPES (200, after 5 untimed; fewer make p99 the maximum of a handful), BENCH_DIR.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { writeFileSync } from "node:fs";
@@ -18,7 +18,7 @@ import { httpGet, requireBuiltCli, startService, waitSettled, writeControllerCon
 import { percentile, sleep } from "./lib/stats.mjs";
 
 const MACHINES = knob("BENCH_SCRAPE_MACHINES", 10_000);
-const SCRAPES = knob("BENCH_SCRAPES", 50);
+const SCRAPES = knob("BENCH_SCRAPES", 200);
 const WARM_UP = 5;
 const FLOOR = fileURLToPath(new URL("./lib/children/scrape-floor.mjs", import.meta.url));
 

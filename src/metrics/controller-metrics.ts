@@ -315,8 +315,17 @@ export class ControllerMetrics {
    * Rejects if a collect callback (e.g. the in-flight source) throws.
    */
   async metricsText(): Promise<string> {
+    return Buffer.concat(await this.metricsBody()).toString("utf8");
+  }
+
+  /**
+   * The exposition of `metricsText()` as the chunks a response sends one after the other: the
+   * registry's families, then the pre-encoded `arcbox_machine_state` family (shared; not to be
+   * modified).
+   */
+  async metricsBody(): Promise<Uint8Array[]> {
     const text = await this.registry.metrics();
-    return this.perMachineMetrics ? `${text}\n${this.#machines.renderFamily()}` : text;
+    return this.perMachineMetrics ? [Buffer.from(`${text}\n`, "utf8"), this.#machines.renderFamily()] : [Buffer.from(text, "utf8")];
   }
 
   #createWorkQueueMetrics(): WorkQueueMetrics {

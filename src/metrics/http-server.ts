@@ -62,7 +62,8 @@ const NO_STORE = { "Cache-Control": "no-store" };
 interface Reply {
   status: number;
   contentType: string;
-  body: string;
+  /** Text, or bytes sent chunk after chunk (the metrics exposition: no copy of its large family). */
+  body: string | readonly Uint8Array[];
   headers?: Record<string, string>;
 }
 
@@ -78,7 +79,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   let closing = false;
 
   const routes = new Map<string, (url: URL) => Reply | Promise<Reply>>([
-    ["/metrics", async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metricsText() })],
+    ["/metrics", async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metricsBody() })],
     ["/healthz", (url) => healthReply("healthz", () => health.liveness(), url)],
     ["/readyz", (url) => healthReply("readyz", () => health.readiness(), url)],
     [
@@ -145,12 +146,19 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   function send(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
     res.statusCode = reply.status;
     res.setHeader("Content-Type", reply.contentType);
-    res.setHeader("Content-Length", Buffer.byteLength(reply.body));
+    const chunks = typeof reply.body === "string" ? [Buffer.from(reply.body, "utf8")] : reply.body;
+    res.setHeader("Content-Length", chunks.reduce((length, chunk) => length + chunk.byteLength, 0));
     res.setHeader("X-Content-Type-Options", "nosniff");
     for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
     // A response finishing after close() must not leave its connection open to keep-alive.
     if (closing) res.setHeader("Connection", "close");
-    res.end(req.method === "HEAD" ? undefined : reply.body);
+    if (req.method !== "HEAD") {
+      // One writev for the headers and every chunk.
+      res.cork();
+      for (const chunk of chunks) res.write(chunk);
+      process.nextTick(() => res.uncork());
+    }
+    res.end();
   }
 
   // Every open socket, and those whose request is being answered: close() drops the others at once.

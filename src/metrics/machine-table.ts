@@ -32,8 +32,12 @@ export class MachineTable {
   readonly #entries = new Map<string, Entry>();
   readonly #counts = new Map<MachineMetricState, number>(MACHINE_METRIC_STATES.map((s) => [s, 0]));
   #needingRecovery = 0;
-  /** The joined `arcbox_machine_state` family; dropped whenever a machine changes. */
-  #renderedFamily: string | undefined;
+  /**
+   * The joined `arcbox_machine_state` family, encoded once: a scrape sends these bytes as they are
+   * (no string of the whole family to build, flatten and encode each time). Dropped whenever a
+   * machine's line changes.
+   */
+  #renderedFamily: Buffer | undefined;
 
   /**
    * Records a machine's current state. Throws a TypeError when `state` is not one of
@@ -85,12 +89,15 @@ export class MachineTable {
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  /** The complete `arcbox_machine_state` family (HELP, TYPE, one line per machine), ending in a line feed. */
-  renderFamily(): string {
+  /**
+   * The complete `arcbox_machine_state` family (HELP, TYPE, one line per machine, ending in a line
+   * feed) as UTF-8. The same buffer is returned until a machine changes: callers must not modify it.
+   */
+  renderFamily(): Buffer {
     if (this.#renderedFamily === undefined) {
       const lines: string[] = [familyHeader(MACHINE_STATE_METRIC, "gauge", MACHINE_STATE_HELP)];
       for (const entry of this.#entries.values()) lines.push(entry.line);
-      this.#renderedFamily = lines.join("");
+      this.#renderedFamily = Buffer.from(lines.join(""), "utf8");
     }
     return this.#renderedFamily;
   }

@@ -97,9 +97,10 @@ export class MachineStore {
   /** What each LoadedMachine handed out was read from, for `update`'s `basis`. */
   private readonly reads = new WeakMap<LoadedMachine, ReadResult>();
   /**
-   * The parse of what this store last wrote for each machine, until it is read once: the read that
-   * follows a write (a watcher reporting the store's own rename) then skips parsing bytes it made
-   * itself. Keyed by name, matched by revision, at most WRITTEN_CACHE_SIZE entries.
+   * The parse of what this store last wrote for each machine: the reads that follow a write (a
+   * watcher reporting each step of the store's own rename) then skip parsing bytes it made itself.
+   * Keyed by name, matched by revision (so any other content is parsed), at most WRITTEN_CACHE_SIZE
+   * entries. Never handed out itself: each read gets an object of its own on top of it.
    */
   private readonly written = new Map<string, { revision: Revision; parsed: ParsedMachineConfig }>();
   private readonly givenFsOps: DurableFsOps | undefined;
@@ -409,14 +410,27 @@ export class MachineStore {
     }
     const text = decodeUtf8(raw.bytes, path);
     const mine = this.written.get(name);
-    if (mine !== undefined) this.written.delete(name);
-    // The very bytes this store wrote (and checked) a moment ago need no second parse.
-    const parsed = mine?.revision === raw.revision ? mine.parsed : parseMachineConfig(text, path, name);
-    // Extended in place, not copied: a parse from a minimal edit makes its source map only on demand.
+    // The very bytes this store wrote (and checked) need no second parse. The cached parse is the
+    // prototype of what is returned, not a copy: a parse from a minimal edit makes its source map
+    // only on demand, and each read's own `snapshot` stays off the shared object.
+    let parsed: ParsedMachineConfig;
+    if (mine?.revision === raw.revision) {
+      // What callers get to keep is their own copy.
+      parsed = Object.assign(Object.create(mine.parsed) as ParsedMachineConfig, {
+        machine: structuredClone(mine.parsed.machine),
+        unknownKeys: [...mine.parsed.unknownKeys],
+      });
+    } else {
+      if (mine !== undefined) this.written.delete(name);
+      parsed = parseMachineConfig(text, path, name);
+    }
     return Object.assign(parsed, { snapshot: { ...raw, text } });
   }
 
   private remember(name: string, revision: Revision, parsed: ParsedMachineConfig): void {
+    // Shared by every read of these bytes (each gets its own machine): frozen, so that no reader
+    // can change what another sees.
+    deepFreeze(parsed.document);
     this.written.delete(name);
     this.written.set(name, { revision, parsed });
     if (this.written.size > WRITTEN_CACHE_SIZE) this.written.delete(this.written.keys().next().value as string);
@@ -572,6 +586,12 @@ function symlinkedDirectory(path: string): InvalidConfigError {
 }
 
 const SUBDIRECTORY_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+function deepFreeze(value: unknown): void {
+  if (typeof value !== "object" || value === null || Object.isFrozen(value)) return;
+  Object.freeze(value);
+  for (const member of Object.values(value)) deepFreeze(member);
+}
 
 /** How many just-written parses the store keeps for the read that usually follows (see `written`). */
 const WRITTEN_CACHE_SIZE = 1024;

@@ -70,6 +70,24 @@ describe("metrics HTTP server", () => {
     expect(head.body).toBe("");
   });
 
+  it("sends the per-machine family as cached bytes: the body is the whole exposition, its length exact, and a change shows at the next scrape", async () => {
+    const s = await start();
+    // Multi-byte names make a wrong byte count (characters instead of bytes) visible.
+    for (let i = 0; i < 300; i++) s.metrics.setMachine(`vm-ü${i}`, "running", false);
+    const first = await rawRequest(s.url("/metrics"), "GET");
+    expect(Number(first.headers["content-length"])).toBe(Buffer.byteLength(first.body));
+    // Process figures move between two renderings; the per-machine family does not.
+    const family = (text: string) => text.slice(text.indexOf("# HELP arcbox_machine_state "));
+    expect(family(first.body)).toBe(family(await s.metrics.metricsText()));
+    expect(family(first.body).split("\n").filter((line) => line.startsWith("arcbox_machine_state{"))).toHaveLength(300);
+    expect(first.body).toContain('arcbox_machine_state{machine="vm-ü299",state="running"} 1\n');
+    s.metrics.setMachine("vm-ü7", "stopped", false);
+    const second = await rawRequest(s.url("/metrics"), "GET");
+    expect(Number(second.headers["content-length"])).toBe(Buffer.byteLength(second.body));
+    expect(second.body).toContain('arcbox_machine_state{machine="vm-ü7",state="stopped"} 1\n');
+    expect(second.body).not.toContain('arcbox_machine_state{machine="vm-ü7",state="running"}');
+  });
+
   it("answers /healthz with 200 ok, and 503 listing only the failing checks", async () => {
     const s = await start();
     let response = await fetch(s.url("/healthz"));

@@ -70,6 +70,20 @@ describe("the read after the store's own write", () => {
     expect(reread.revision).toBe(written.revision);
   });
 
+  it("gives it to every read of those bytes (a watcher reports each step of a write), each a copy of its own", async () => {
+    await t.put("m", running("m"));
+    const written = await t.store.updateState("m", "stopped");
+    const first = await t.store.load("m");
+    first.machine.cpus = 99;
+    first.unknownKeys.push("changed by a reader");
+    const second = await t.store.load("m");
+    expect(second.machine).toEqual(written.machine);
+    expect(second.unknownKeys).toEqual(written.unknownKeys);
+    // And an edit based on a read of the cached parse is still the minimal edit.
+    await t.store.updateState("m", "running", { basis: second });
+    expect((await t.bytes("m")).toString()).toBe(running("m"));
+  });
+
   it("parses anew whatever someone else wrote after it", async () => {
     const path = await t.put("m", running("m"));
     await t.store.updateState("m", "stopped");
