@@ -58,6 +58,7 @@ const EXPECTED_ALERTS = [
   "ArcboxWorkQueueBacklog",
   "ArcboxWorkQueueStuck",
   "ArcboxResyncStale",
+  "ArcboxWatchErrors",
 ];
 
 async function readYaml<T>(file: string, schema: z.ZodType<T>): Promise<T> {
