@@ -153,10 +153,9 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
     // A response finishing after close() must not leave its connection open to keep-alive.
     if (closing) res.setHeader("Connection", "close");
     if (req.method !== "HEAD") {
-      // One writev for the headers and every chunk.
+      // Corked: the headers and every chunk leave in one writev when end() uncorks.
       res.cork();
       for (const chunk of chunks) res.write(chunk);
-      process.nextTick(() => res.uncork());
     }
     res.end();
   }
