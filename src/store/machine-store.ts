@@ -415,11 +415,7 @@ export class MachineStore {
     // only on demand, and each read's own `snapshot` stays off the shared object.
     let parsed: ParsedMachineConfig;
     if (mine?.revision === raw.revision) {
-      // What callers get to keep is their own copy.
-      parsed = Object.assign(Object.create(mine.parsed) as ParsedMachineConfig, {
-        machine: structuredClone(mine.parsed.machine),
-        unknownKeys: [...mine.parsed.unknownKeys],
-      });
+      parsed = ownCopy(mine.parsed);
     } else {
       if (mine !== undefined) this.written.delete(name);
       parsed = parseMachineConfig(text, path, name);
@@ -429,10 +425,10 @@ export class MachineStore {
 
   private remember(name: string, revision: Revision, parsed: ParsedMachineConfig): void {
     // Shared by every read of these bytes (each gets its own machine): frozen, so that no reader
-    // can change what another sees.
+    // can change what another sees. The machine the write's caller got back is not the cache's.
     deepFreeze(parsed.document);
     this.written.delete(name);
-    this.written.set(name, { revision, parsed });
+    this.written.set(name, { revision, parsed: ownCopy(parsed) });
     if (this.written.size > WRITTEN_CACHE_SIZE) this.written.delete(this.written.keys().next().value as string);
   }
 
@@ -587,13 +583,24 @@ function symlinkedDirectory(path: string): InvalidConfigError {
 
 const SUBDIRECTORY_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
+/**
+ * `parsed` with a machine and unknown keys of its own; the rest (the document, the source map that a
+ * minimal edit's parse makes only on demand) is inherited, not copied.
+ */
+function ownCopy(parsed: ParsedMachineConfig): ParsedMachineConfig {
+  return Object.assign(Object.create(parsed) as ParsedMachineConfig, {
+    machine: structuredClone(parsed.machine),
+    unknownKeys: [...parsed.unknownKeys],
+  });
+}
+
 function deepFreeze(value: unknown): void {
   if (typeof value !== "object" || value === null || Object.isFrozen(value)) return;
   Object.freeze(value);
   for (const member of Object.values(value)) deepFreeze(member);
 }
 
-/** How many just-written parses the store keeps for the read that usually follows (see `written`). */
+/** How many just-written parses the store keeps for the reads that usually follow (see `written`). */
 const WRITTEN_CACHE_SIZE = 1024;
 
 /** The store's error for a machine directory that could not be opened. */

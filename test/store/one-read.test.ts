@@ -84,6 +84,14 @@ describe("the read after the store's own write", () => {
     expect((await t.bytes("m")).toString()).toBe(running("m"));
   });
 
+  it("is not changed by the write's caller changing the machine it got back", async () => {
+    await t.put("m", running("m"));
+    const written = await t.store.updateState("m", "stopped");
+    const expected = structuredClone(written.machine);
+    written.machine.cpus = 99;
+    expect((await t.store.load("m")).machine).toEqual(expected);
+  });
+
   it("parses anew whatever someone else wrote after it", async () => {
     const path = await t.put("m", running("m"));
     await t.store.updateState("m", "stopped");
