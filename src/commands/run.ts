@@ -10,7 +10,7 @@ import { acquireInstanceLock, LockHeldError, type InstanceLock } from "../host/i
 import { createLogger } from "../log.js";
 import { ActivityLog } from "../metrics/activity.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
-import { startMetricsServer, type MetricsServer } from "../metrics/http-server.js";
+import { MetricsServerError, startMetricsServer, type MetricsServer } from "../metrics/http-server.js";
 import { VERSION } from "../version.js";
 import { machinesDirTrusted } from "./trust-check.js";
 
@@ -79,7 +79,9 @@ async function serve(config: ControllerConfig, logger: Logger, metrics: Controll
       server = await startMetricsServer({ listen: config.listen, metrics, health: controller, logger, activity });
     } catch (error) {
       logger.fatal({ err: (error as Error).message, listen: config.listen }, "cannot serve metrics");
-      process.stderr.write(`arcbox-controller: cannot listen on ${config.listen}: ${(error as Error).message}\n`);
+      // A MetricsServerError already names the address.
+      const message = error instanceof MetricsServerError ? error.message : `cannot listen on ${config.listen}: ${(error as Error).message}`;
+      process.stderr.write(`arcbox-controller: ${message}\n`);
       return 2;
     }
     logger.info({ address: server.address, version: VERSION }, "listening");

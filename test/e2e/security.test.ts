@@ -4,6 +4,7 @@
  * beyond loopback unless told to.
  */
 import { readFile, readdir, writeFile } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runCli, snapshotTree, startControllerProcess } from "../helpers/cli-process.js";
@@ -23,6 +24,20 @@ beforeEach(async () => {
   await writeFile(config, "# defaults\n");
 });
 afterEach(() => removeTempDir(root));
+
+/** The metrics address when none is configured. */
+const DEFAULT_LISTEN = { host: "127.0.0.1", port: 9464 };
+
+/** Whether nothing listens on `address` right now (tried by listening on it for a moment). */
+async function portIsFree({ host, port }: { host: string; port: number }): Promise<boolean> {
+  const probe = createServer();
+  const free = await new Promise<boolean>((resolve) => {
+    probe.once("error", () => resolve(false));
+    probe.listen(port, host, () => resolve(true));
+  });
+  if (free) await new Promise((resolve) => probe.close(resolve));
+  return free;
+}
 
 /** A machine whose every free-text value is a shell injection attempt. */
 function hostileMachine(name: string, canary: string): string {
@@ -72,12 +87,42 @@ describe("the service", () => {
   });
 
   it("listens on loopback by default", async () => {
-    const service = await startControllerProcess(["--config", config, "--machines-dir", machines, "--hooks-dir", hooks]);
+    const args = ["--config", config, "--machines-dir", machines, "--hooks-dir", hooks];
+    if (!(await portIsFree(DEFAULT_LISTEN))) {
+      // Another process (the demo of `npm start`, an exporter) holds the default port: the refusal
+      // must then name it, which shows the same default.
+      const run = await runCli(["run", ...args]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`"${DEFAULT_LISTEN.host}:${DEFAULT_LISTEN.port}": EADDRINUSE`);
+      return;
+    }
+    const service = await startControllerProcess(args);
     try {
       expect(service.address).toBe("127.0.0.1:9464");
       await waitFor(async () => (await fetch(`http://${service.address}/healthz`)).ok, "the service to answer");
     } finally {
       expect(await service.stop()).toBe(0);
+    }
+  });
+
+  it("refuses to start when its listen address is taken, naming the address, and touches no machine", async () => {
+    await writeMachine(machines, "web", machineToml("web", { state: "running" }));
+    const before = await snapshotTree(machines);
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+    const { port } = holder.address() as AddressInfo;
+    try {
+      const run = await runCli(["run", "--config", config, "--machines-dir", machines, "--hooks-dir", hooks, "--liveness", "none", "--listen", `127.0.0.1:${port}`]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toBe(`arcbox-controller: cannot listen on metrics address "127.0.0.1:${port}": EADDRINUSE (another process uses this port; choose another listen address)\n`);
+      // The machines are untouched; the instance lock, taken before listening, is left released and empty.
+      const after = await snapshotTree(machines);
+      const lock = path.join(machines, ".arcbox-controller.lock");
+      expect(await readFile(lock, "utf8")).toBe("");
+      after.delete(lock);
+      expect(after).toEqual(before);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
     }
   });
 });
