@@ -9,6 +9,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
 import { parseListenAddress } from "../metrics/listen-address.js";
+import { describeTomlValue } from "../store/schema.js";
 import { keyPosition } from "../store/toml-document.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
@@ -158,13 +159,13 @@ const pidFileText = z
 
 /** The TOML file's schema: strict, so a misspelt key is an error rather than silently ignored. */
 const fileSchema = z.strictObject({
-  machines_dir: z.string().min(1).optional(),
-  hooks_dir: z.string().min(1).optional(),
+  machines_dir: z.string().min(1, "must not be empty").optional(),
+  hooks_dir: z.string().min(1, "must not be empty").optional(),
   liveness: z.enum(LIVENESS_MODES).optional(),
-  daemon_lock: z.string().min(1).optional(),
+  daemon_lock: z.string().min(1, "must not be empty").optional(),
   daemon_poll_interval: durationText.refine((ms) => ms >= 10, { message: "must be at least 10ms" }).optional(),
   pid_file: pidFileText.optional(),
-  workers: z.bigint().min(1n).max(256n).transform(Number).optional(),
+  workers: z.bigint().min(1n, "must be from 1 to 256").max(256n, "must be from 1 to 256").transform(Number).optional(),
   resync_interval: durationText.optional(),
   recheck_interval: durationText.optional(),
   startup_grace: durationText.optional(),
@@ -258,7 +259,7 @@ function applyFile(config: ControllerConfig, file: string, text: string): string
     }
     throw error;
   }
-  const result = fileSchema.safeParse(raw);
+  const result = fileSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const key = issue.code === "unrecognized_keys" ? issue.keys[0]! : String(issue.path[0] ?? "");
@@ -266,7 +267,7 @@ function applyFile(config: ControllerConfig, file: string, text: string): string
     const reason =
       issue.code === "unrecognized_keys"
         ? `unknown key "${key}" (known: ${Object.keys(fileSchema.shape).join(", ")})`
-        : `${key}: ${issue.message}`;
+        : `${key}: ${describeIssue(key, issue)}`;
     throw new ConfigError(`${file}${where}: ${reason}`);
   }
   const v = result.data;
@@ -290,6 +291,37 @@ function applyFile(config: ControllerConfig, file: string, text: string): string
   if (v.allow_untrusted_machines_dir !== undefined) config.allowUntrustedMachinesDir = v.allow_untrusted_machines_dir;
   if (config.resyncIntervalMs < 1000) throw new ConfigError(`${file}${locateKey(text, "resync_interval")}: resync_interval: must be at least 1s`);
   return v.daemon_lock === undefined ? undefined : path(v.daemon_lock);
+}
+
+/** What the schema's types are called in TOML. */
+const TOML_KINDS: Record<string, string> = { bigint: "an integer", string: "a string", boolean: "true or false" };
+
+/** The keys whose string is a duration or an address: a type error says so. */
+const STRING_KINDS: Record<string, string> = {
+  daemon_poll_interval: 'a duration such as "1s"',
+  resync_interval: 'a duration such as "5m"',
+  recheck_interval: 'a duration such as "30s"',
+  startup_grace: 'a duration such as "30s"',
+  hook_timeout: 'a duration such as "30s"',
+  shutdown_timeout: 'a duration such as "30s"',
+  listen: 'an address such as "127.0.0.1:9464"',
+};
+
+/** A schema issue about `key` in TOML's terms, with the value found (zod's own messages speak of JavaScript types). */
+function describeIssue(key: string, issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case "invalid_type": {
+      const expected = (issue.expected === "string" ? STRING_KINDS[key] : undefined) ?? TOML_KINDS[issue.expected] ?? issue.expected;
+      return `expected ${expected}, found ${describeTomlValue(issue.input)}`;
+    }
+    case "invalid_value":
+      return `must be one of ${issue.values.map((value) => JSON.stringify(value)).join(", ")}; found ${describeTomlValue(issue.input)}`;
+    case "too_small":
+    case "too_big":
+      return `${issue.message}; found ${describeTomlValue(issue.input)}`;
+    default:
+      return issue.message;
+  }
 }
 
 function applyValue(config: ControllerConfig, key: keyof ConfigFlags, value: string, source: string): void {

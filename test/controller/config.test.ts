@@ -102,16 +102,23 @@ describe("loadConfig", () => {
 
   it.each([
     ['machines = "/x"', /controller\.toml:1:1: unknown key "machines"/],
-    ["workers = 0", /:1:1: workers: /],
-    ["workers = 2.5", /:1:1: workers: /],
+    ["workers = 0", ":1:1: workers: must be from 1 to 256; found an integer (0)"],
+    ["workers = 257", ":1:1: workers: must be from 1 to 256; found an integer (257)"],
+    ["workers = 2.5", ":1:1: workers: expected an integer, found a float (2.5)"],
+    ['workers = "4"', ':1:1: workers: expected an integer, found a string ("4")'],
+    ['per_machine_metrics = "yes"', ':1:1: per_machine_metrics: expected true or false, found a string ("yes")'],
+    ["hook_timeout = 30", ':1:1: hook_timeout: expected a duration such as "30s", found an integer (30)'],
+    ["listen = 9464", ':1:1: listen: expected an address such as "127.0.0.1:9464", found an integer (9464)'],
+    ['machines_dir = ""', ':1:1: machines_dir: must not be empty; found a string ("")'],
+    ['# a table where a string belongs\n[listen]\nport = 9464', ':2:1: listen: expected an address such as "127.0.0.1:9464", found a table'],
     ['resync_interval = "soon"', /:1:1: resync_interval: invalid duration "soon"/],
     ['hook_timeout = "0s"', /:1:1: hook_timeout: must be longer than 0/],
-    ['liveness = "ping"', /:1:1: liveness: /],
+    ['liveness = "ping"', ':1:1: liveness: must be one of "daemon", "pidfile", "none"; found a string ("ping")'],
     ['listen = "9464"', /:1:1: listen: expected "HOST:PORT"/],
     ['listen = "::1:9464"', /:1:1: listen: write an IPv6 host in brackets/],
     ['listen = "host:65536"', /:1:1: listen: port "65536"/],
     ['pid_file = "../x.pid"', /:1:1: pid_file: must be a file name/],
-    ['log_level = "verbose"', /:1:1: log_level: /],
+    ['log_level = "verbose"', ':1:1: log_level: must be one of "trace", "debug", "info", "warn", "error"; found a string ("verbose")'],
     ["workers = ", /controller\.toml:1:\d+: /],
     // Node's timers cannot wait longer than 2^31-1 ms: such values would fire at once or throw.
     ['resync_interval = "720h"', /:1:1: resync_interval: "720h" is too long: at most "596h"/],
@@ -121,8 +128,8 @@ describe("loadConfig", () => {
     ['recheck_interval = "1000h"', /:1:1: recheck_interval: "1000h" is too long/],
     ['daemon_poll_interval = "700h"', /:1:1: daemon_poll_interval: "700h" is too long/],
     ['daemon_poll_interval = "1ms"', /:1:1: daemon_poll_interval: must be at least 10ms/],
-    ['log_format = "xml"', /:1:1: log_format: /],
-    ['liveness = "Daemon"', /:1:1: liveness: /],
+    ['log_format = "xml"', ':1:1: log_format: must be one of "json", "pretty"; found a string ("xml")'],
+    ['liveness = "Daemon"', ':1:1: liveness: must be one of "daemon", "pidfile", "none"; found a string ("Daemon")'],
   ])("rejects %j with file, line and reason", async (text, message) => {
     const file = await configFile(text);
     await expect(loadConfig({ config: file }, {})).rejects.toThrow(message);
