@@ -31,8 +31,12 @@ export async function runService(config: ControllerConfig): Promise<number> {
       process.stderr.write(`arcbox-controller: ${error.message}\n`);
       return 2;
     }
-    logger.fatal({ err: (error as Error).message, machines_dir: config.machinesDir }, "cannot use the machines directory");
-    process.stderr.write(`arcbox-controller: cannot use the machines directory ${config.machinesDir}: ${(error as Error).message}\n`);
+    const code = (error as NodeJS.ErrnoException).code;
+    // What mkdir's EEXIST and ENOTDIR mean here.
+    const reason =
+      code === "EEXIST" ? "it exists and is not a directory" : code === "ENOTDIR" ? "a path above it is not a directory" : (error as Error).message;
+    logger.fatal({ err: reason, machines_dir: config.machinesDir }, "cannot use the machines directory");
+    process.stderr.write(`arcbox-controller: cannot use the machines directory ${config.machinesDir}: ${reason}\n`);
     return 2;
   }
   if (lock.pidWriteError !== undefined) {

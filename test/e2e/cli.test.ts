@@ -148,6 +148,15 @@ describe("run", () => {
       await first.stop();
     }
   });
+
+  it("refuses to start, saying why, when the machines directory is a file", async () => {
+    const file = path.join(root, "machines");
+    await writeFile(file, "not a directory\n");
+    const result = await arcbox(["run", "-d", file, "--liveness", "none", "--listen", "127.0.0.1:0"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(`arcbox-controller: cannot use the machines directory ${file}: it exists and is not a directory\n`);
+    expect(await readFile(file, "utf8")).toBe("not a directory\n");
+  });
 });
 
 describe("get", () => {
