@@ -6,11 +6,10 @@
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
 import { parseListenAddress } from "../metrics/listen-address.js";
 import { describeTomlValue } from "../store/schema.js";
-import { keyPosition } from "../store/toml-document.js";
+import { keyPosition, parseToml, TomlSyntaxError } from "../store/toml-document.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -251,12 +250,10 @@ export async function loadConfig(
 function applyFile(config: ControllerConfig, file: string, text: string): string | undefined {
   let raw: unknown;
   try {
-    raw = parseToml(text, { integersAsBigInt: true });
+    // The parser of machine configs: TOML 1.0, integers as bigint, and the same clear syntax errors.
+    raw = parseToml(text).document;
   } catch (error) {
-    if (error instanceof TomlError) {
-      const reason = error.message.split("\n")[0]?.replace(/^Invalid TOML document: /, "") ?? "invalid TOML";
-      throw new ConfigError(`${file}:${error.line}:${error.column}: ${reason}`);
-    }
+    if (error instanceof TomlSyntaxError) throw new ConfigError(`${file}:${error.line}:${error.column}: invalid TOML: ${error.reason}`);
     throw error;
   }
   const result = fileSchema.safeParse(raw, { reportInput: true });

@@ -120,6 +120,8 @@ describe("loadConfig", () => {
     ['pid_file = "../x.pid"', /:1:1: pid_file: must be a file name/],
     ['log_level = "verbose"', ':1:1: log_level: must be one of "trace", "debug", "info", "warn", "error"; found a string ("verbose")'],
     ["workers = ", /controller\.toml:1:\d+: /],
+    ['listen = "127.0.0.1:9464', ":1:25: invalid TOML: Unterminated string constant"],
+    ["workers = 4\nworkers = 5", ":2:1: invalid TOML: Defining a key multiple times is invalid"],
     // Node's timers cannot wait longer than 2^31-1 ms: such values would fire at once or throw.
     ['resync_interval = "720h"', /:1:1: resync_interval: "720h" is too long: at most "596h"/],
     ['shutdown_timeout = "600h"', /:1:1: shutdown_timeout: "600h" is too long/],
