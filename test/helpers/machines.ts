@@ -42,11 +42,9 @@ export function machineToml(name: string, fields: MachineFields = {}): string {
 export async function writeMachine(dir: string, name: string, text: string, { fresh = false } = {}): Promise<string> {
   const file = path.join(dir, name, "config.toml");
   await mkdir(path.dirname(file), { recursive: true });
-  await replaceFile(file, text);
-  if (!fresh) {
-    const past = new Date(Date.now() - 3_600_000);
-    await utimes(file, past, past);
-  }
+  // An hour old unless fresh, set before the file appears: a controller watching must never see it
+  // change after (a later utimes would be a change by another writer, and rightly a conflict).
+  await replaceFile(file, text, fresh ? undefined : new Date(Date.now() - 3_600_000));
   return file;
 }
 
@@ -102,10 +100,11 @@ export function testConfig(machinesDir: string, hooksDir: string, overrides: Par
 
 /**
  * Replaces `file` with `text` the way arcbox does (a temp file renamed over it), so that no reader
- * ever sees it empty or half-written.
+ * ever sees it empty or half-written; with `mtime` as its modification time when given.
  */
-export async function replaceFile(file: string, text: string): Promise<void> {
+export async function replaceFile(file: string, text: string, mtime?: Date): Promise<void> {
   const temp = `${file}.${process.pid}.tmp`;
   await writeFile(temp, text, { mode: 0o644 });
+  if (mtime) await utimes(temp, mtime, mtime);
   await rename(temp, file);
 }
