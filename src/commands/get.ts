@@ -9,6 +9,7 @@ import { probeLiveness } from "../host/liveness.js";
 import { InvalidConfigError, MachineStore } from "../store/index.js";
 import { parseCreatedAt } from "../store/created-at.js";
 import { toJsonWithBigInts } from "../store/machine.js";
+import { listingFailure, missingDirectoryNote } from "./listing.js";
 
 /** One row of `get -o json`. */
 export interface MachineStatusRow {
@@ -77,9 +78,11 @@ export async function runGet(config: ControllerConfig, output: "table" | "json")
   try {
     rows = await collectStatus(config);
   } catch (error) {
-    process.stderr.write(`arcbox-controller: cannot list ${config.machinesDir}: ${(error as Error).message}\n`);
+    process.stderr.write(listingFailure(config.machinesDir, error));
     return 2;
   }
+  const note = rows.length === 0 ? await missingDirectoryNote(config.machinesDir) : null;
+  if (note !== null) process.stderr.write(note);
   const json = rows.map(({ reason: _reason, ...row }): MachineStatusRow => row);
   process.stdout.write(output === "json" ? `${toJsonWithBigInts(json, 2)}\n` : renderTable(rows, Date.now()));
   return 0;

@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import type { ControllerConfig } from "../controller/config.js";
 import { listMachineNames } from "../controller/sources.js";
 import { controllerRule, isValidMachineName, readMachineConfig, StoreError } from "../store/index.js";
+import { listingFailure, missingDirectoryNote } from "./listing.js";
 
 /** Runs `validate`; exit code 0 when every target is valid, 1 otherwise, 2 when nothing could be listed. */
 export async function runValidate(config: ControllerConfig, paths: string[]): Promise<number> {
@@ -18,9 +19,11 @@ export async function runValidate(config: ControllerConfig, paths: string[]): Pr
     try {
       targets = (await listMachineNames(config.machinesDir)).map((name) => join(config.machinesDir, name));
     } catch (error) {
-      process.stderr.write(`arcbox-controller: cannot list ${config.machinesDir}: ${(error as Error).message}\n`);
+      process.stderr.write(listingFailure(config.machinesDir, error));
       return 2;
     }
+    const note = targets.length === 0 ? await missingDirectoryNote(config.machinesDir) : null;
+    if (note !== null) process.stderr.write(note);
   }
   let problems = 0;
   for (const target of targets) {

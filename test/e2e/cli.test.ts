@@ -206,6 +206,27 @@ describe("get", () => {
   });
 });
 
+describe("get and validate on a machines directory that is not there", () => {
+  it("list no machine and say on stderr that the directory does not exist", async () => {
+    const missing = path.join(root, "no-such-dir");
+    const note = `arcbox-controller: machines directory ${missing} does not exist: no machines\n`;
+    const get = await arcbox(["get", "-d", missing, "-o", "json"]);
+    expect([get.code, get.stdout, get.stderr]).toEqual([0, "[]\n", note]);
+    const validate = await arcbox(["validate", "-d", missing]);
+    expect([validate.code, validate.stdout, validate.stderr]).toEqual([0, "", `${note}0 configs valid\n`]);
+  });
+
+  it("refuse a file in its place with exit 2, naming the path once", async () => {
+    const file = path.join(root, "machines");
+    await writeFile(file, "");
+    const expected = `arcbox-controller: cannot list machines: ${file}: read directory failed: ENOTDIR (not a directory)\n`;
+    for (const command of ["get", "validate"]) {
+      const result = await arcbox([command, "-d", file]);
+      expect([result.code, result.stdout, result.stderr]).toEqual([2, "", expected]);
+    }
+  });
+});
+
 describe("validate", () => {
   it("accepts every fixture machine directory", async () => {
     const targets: string[] = [];
