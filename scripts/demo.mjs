@@ -2,17 +2,19 @@
 // `npm start`: runs the controller on a fresh demo machines directory (.demo/) made from
 // manifests/examples, with metrics on 127.0.0.1:9464. The example "web" is persisted as running with
 // no VM behind it, so the log shows a recovery; "broken" shows how an invalid config is reported.
+// ARCBOX_DEMO_DIR puts the demo elsewhere (the test of this script uses a temp directory).
 import { spawn } from "node:child_process";
 import { chmod, cp, mkdir, readdir, rm, utimes } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const demo = join(root, ".demo");
+const demo = process.env.ARCBOX_DEMO_DIR ? resolve(process.env.ARCBOX_DEMO_DIR) : join(root, ".demo");
 const machines = join(demo, "machines");
 const hooks = join(demo, "hooks");
 
-await rm(demo, { recursive: true, force: true });
+// Only what the demo makes is replaced, so ARCBOX_DEMO_DIR may name a directory that holds more.
+for (const made of [machines, hooks]) await rm(made, { recursive: true, force: true });
 await mkdir(demo, { recursive: true });
 await cp(join(root, "manifests/examples/machines"), machines, { recursive: true });
 await cp(join(root, "manifests/examples/hooks"), hooks, { recursive: true });
