@@ -4,6 +4,7 @@
  * but a mistyped path should not pass for an empty host).
  */
 import { stat } from "node:fs/promises";
+import { MachinesDirMissingError } from "../controller/reconcile-pass.js";
 
 /** The line for a listing that failed; StoreErrors already start with the path they name. */
 export function listingFailure(machinesDir: string, error: unknown): string {
@@ -17,6 +18,6 @@ export async function missingDirectoryNote(machinesDir: string): Promise<string 
     await stat(machinesDir);
     return null;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ENOENT" ? `arcbox-controller: machines directory ${machinesDir} does not exist: no machines\n` : null;
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? `arcbox-controller: ${new MachinesDirMissingError(machinesDir).message}: no machines\n` : null;
   }
 }

@@ -121,7 +121,15 @@ export function parseDuration(text: string): number | null {
   return Math.round(total);
 }
 
-const durationText = z.string().transform((text, ctx) => {
+/**
+ * The option that makes a schema word its type error in TOML's terms, with the value found:
+ * `expected an integer, found a string ("x")`, where zod would speak of JavaScript types.
+ */
+const expecting = (what: string) => ({
+  error: (issue: { code?: string; input?: unknown }) => (issue.code === "invalid_type" ? `expected ${what}, found ${describeTomlValue(issue.input)}` : undefined),
+});
+
+const durationText = z.string(expecting('a duration such as "30s"')).transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === null) {
     ctx.addIssue({ code: "custom", message: `invalid duration ${JSON.stringify(text)} (use e.g. "250ms", "30s", "5m", "1h")` });
@@ -136,7 +144,7 @@ const durationText = z.string().transform((text, ctx) => {
 
 const positiveDuration = durationText.refine((ms) => ms > 0, { message: "must be longer than 0" });
 
-const listenText = z.string().superRefine((text, ctx) => {
+const listenText = z.string(expecting('an address such as "127.0.0.1:9464"')).superRefine((text, ctx) => {
   const problem = listenProblem(text);
   if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
@@ -152,29 +160,29 @@ function listenProblem(text: string): string | null {
 }
 
 const pidFileText = z
-  .string()
+  .string(expecting("a string"))
   .regex(/^[^/\0]+$/, "must be a file name inside the machine directory, without '/'")
   .refine((name) => name !== "." && name !== "..", "must be a file name, not '.' or '..'");
 
 /** The TOML file's schema: strict, so a misspelt key is an error rather than silently ignored. */
 const fileSchema = z.strictObject({
-  machines_dir: z.string().min(1, "must not be empty").optional(),
-  hooks_dir: z.string().min(1, "must not be empty").optional(),
+  machines_dir: z.string(expecting("a string")).min(1, "must not be empty").optional(),
+  hooks_dir: z.string(expecting("a string")).min(1, "must not be empty").optional(),
   liveness: z.enum(LIVENESS_MODES).optional(),
-  daemon_lock: z.string().min(1, "must not be empty").optional(),
+  daemon_lock: z.string(expecting("a string")).min(1, "must not be empty").optional(),
   daemon_poll_interval: durationText.refine((ms) => ms >= 10, { message: "must be at least 10ms" }).optional(),
   pid_file: pidFileText.optional(),
-  workers: z.bigint().min(1n, "must be from 1 to 256").max(256n, "must be from 1 to 256").transform(Number).optional(),
+  workers: z.bigint(expecting("an integer")).min(1n, "must be from 1 to 256").max(256n, "must be from 1 to 256").transform(Number).optional(),
   resync_interval: durationText.optional(),
   recheck_interval: durationText.optional(),
   startup_grace: durationText.optional(),
   hook_timeout: positiveDuration.optional(),
   shutdown_timeout: positiveDuration.optional(),
   listen: listenText.optional(),
-  per_machine_metrics: z.boolean().optional(),
+  per_machine_metrics: z.boolean(expecting("true or false")).optional(),
   log_level: z.enum(LOG_LEVELS).optional(),
   log_format: z.enum(LOG_FORMATS).optional(),
-  allow_untrusted_machines_dir: z.boolean().optional(),
+  allow_untrusted_machines_dir: z.boolean(expecting("true or false")).optional(),
 });
 
 /** Options given on the command line; `undefined` means not given. */
@@ -264,7 +272,7 @@ function applyFile(config: ControllerConfig, file: string, text: string): string
     const reason =
       issue.code === "unrecognized_keys"
         ? `unknown key "${key}" (known: ${Object.keys(fileSchema.shape).join(", ")})`
-        : `${key}: ${describeIssue(key, issue)}`;
+        : `${key}: ${describeIssue(issue)}`;
     throw new ConfigError(`${file}${where}: ${reason}`);
   }
   const v = result.data;
@@ -290,27 +298,9 @@ function applyFile(config: ControllerConfig, file: string, text: string): string
   return v.daemon_lock === undefined ? undefined : path(v.daemon_lock);
 }
 
-/** What the schema's types are called in TOML. */
-const TOML_KINDS: Record<string, string> = { bigint: "an integer", string: "a string", boolean: "true or false" };
-
-/** The keys whose string is a duration or an address: a type error says so. */
-const STRING_KINDS: Record<string, string> = {
-  daemon_poll_interval: 'a duration such as "1s"',
-  resync_interval: 'a duration such as "5m"',
-  recheck_interval: 'a duration such as "30s"',
-  startup_grace: 'a duration such as "30s"',
-  hook_timeout: 'a duration such as "30s"',
-  shutdown_timeout: 'a duration such as "30s"',
-  listen: 'an address such as "127.0.0.1:9464"',
-};
-
-/** A schema issue about `key` in TOML's terms, with the value found (zod's own messages speak of JavaScript types). */
-function describeIssue(key: string, issue: z.core.$ZodIssue): string {
+/** A schema issue in TOML's terms, with the value found (zod's own messages speak of JavaScript types). */
+function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
-    case "invalid_type": {
-      const expected = (issue.expected === "string" ? STRING_KINDS[key] : undefined) ?? TOML_KINDS[issue.expected] ?? issue.expected;
-      return `expected ${expected}, found ${describeTomlValue(issue.input)}`;
-    }
     case "invalid_value":
       return `must be one of ${issue.values.map((value) => JSON.stringify(value)).join(", ")}; found ${describeTomlValue(issue.input)}`;
     case "too_small":
