@@ -37,6 +37,16 @@ export interface ControllerOptions {
   activity?: ActivityLog;
 }
 
+/**
+ * The fewest machines persisted `running` for which a daemon death pauses the config watch (and
+ * only when they are at least half of all): below it the pause and the full re-watch after it would
+ * cost more than they save.
+ */
+const BULK_RECOVERY_MIN_RUNNING = 100;
+
+/** The watcher's health detail during a pause (healthy: every machine is queued, and looked at again after). */
+const PAUSED_DETAIL = "paused while the machines are recovered after the daemon died";
+
 /** Watch errors after which events are no longer delivered: the process should be restarted. */
 const FATAL_WATCH_ERRORS = new Set(["ENOSPC", "EMFILE", "ENFILE"]);
 
@@ -57,6 +67,8 @@ export class Controller {
   private watcherFailure: string | null = null;
   private initialPassQueued = false;
   private readonly known = new Set<string>();
+  /** The known machines last seen persisted `running`. */
+  private readonly runningMachines = new Set<string>();
   /** Machines whose last recovery failed, with the revision it failed on (until a reconcile succeeds). */
   private readonly failedRevisions = new Map<string, Revision>();
   private stopping = false;
@@ -127,8 +139,9 @@ export class Controller {
         if (FATAL_WATCH_ERRORS.has(code)) this.watcherFailure = `${code}: ${error.message}`;
         logger.error({ err: error.message, code }, "file watch error");
       },
-      onRewatch: () => {
-        logger.warn({ machines_dir: config.machinesDir }, "the machines directory was replaced; watching the new one and looking at every machine");
+      onRewatch: (why) => {
+        if (why === "replaced") logger.warn({ machines_dir: config.machinesDir }, "the machines directory was replaced; watching the new one and looking at every machine");
+        else logger.info({ machines_dir: config.machinesDir }, "watching config files again; looking at every machine");
         void this.enqueueAll(false).catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
       },
     });
@@ -141,7 +154,8 @@ export class Controller {
           logger.info({ daemon_lock: config.daemonLock, reason: status.reason }, status.alive ? "arcbox daemon is up" : "arcbox daemon is down");
           this.options.activity?.record({ kind: "daemon", up: status.alive, reason: status.reason });
           // Level-based: every machine is looked at again; the reconciler decides.
-          void this.enqueueAll(false).catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
+          const next = status.alive ? this.resumeWatching().then(() => this.enqueueAll(false)) : this.recoverAfterDaemonDeath();
+          void next.catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
         },
         onError: (error) => logger.error({ err: error.message, daemon_lock: config.daemonLock }, "daemon lock watch error"),
       });
@@ -205,7 +219,7 @@ export class Controller {
     const problem = this.watcherFailure ?? this.watcher?.problem ?? null;
     return [
       { name: "event-loop", ok: lag < 10_000, detail: `last heartbeat ${lag}ms ago` },
-      { name: "watcher", ok: problem === null, detail: problem ?? "watching" },
+      { name: "watcher", ok: problem === null, detail: problem ?? (this.watcher?.paused ? PAUSED_DETAIL : "watching") },
     ];
   }
 
@@ -213,7 +227,7 @@ export class Controller {
   readiness(): HealthCheck[] {
     const problem = this.watcherFailure ?? this.watcher?.problem ?? null;
     return [
-      { name: "watcher", ok: this.watcher !== null && problem === null, detail: problem ?? (this.watcher ? "ready" : "starting") },
+      { name: "watcher", ok: this.watcher !== null && problem === null, detail: problem ?? (this.watcher?.paused ? PAUSED_DETAIL : this.watcher ? "ready" : "starting") },
       { name: "initial-listing", ok: this.initialPassQueued, detail: this.initialPassQueued ? "queued" : "pending" },
       { name: "shutdown", ok: !this.stopping, detail: this.stopping ? "shutting down" : "running" },
     ];
@@ -224,11 +238,37 @@ export class Controller {
     return this.queue.onIdle();
   }
 
+  /**
+   * The daemon died: every machine is queued. When most of a large fleet was running, the config
+   * watch pauses until that work is done, since each recovery's write would come back as watch
+   * events whose handling (chokidar re-reads the machine's directory and re-arms its file watch, then
+   * a no-op reconcile follows) costs more CPU than the recovery itself. Afterwards every machine is
+   * looked at again, as after any gap in watching. The daemon coming back ends the pause at once.
+   */
+  private async recoverAfterDaemonDeath(): Promise<void> {
+    const running = this.runningMachines.size;
+    const bulk = this.watcher !== null && running >= BULK_RECOVERY_MIN_RUNNING && running * 2 >= this.known.size;
+    if (bulk) {
+      this.options.logger.info({ machines: running }, "pausing the config watch while the machines are recovered");
+      await this.watcher?.pause();
+    }
+    await this.enqueueAll(false);
+    if (!bulk) return;
+    await this.queue.onIdle();
+    await this.resumeWatching();
+  }
+
+  /** Ends a pause of the config watch (see recoverAfterDaemonDeath); a no-op when not paused or stopping. */
+  private async resumeWatching(): Promise<void> {
+    if (this.stopping || !this.watcher?.paused) return;
+    await this.watcher.resume();
+  }
+
   /** Queues every machine: those listed now and those seen before (a vanished one is then forgotten). */
   private async enqueueAll(isResync = true): Promise<void> {
-    const names = new Set(await listMachineNames(this.options.config.machinesDir));
-    for (const name of this.known) names.add(name);
-    for (const name of names) this.queue.add(name);
+    // The known ones first: their work starts while the directory is listed.
+    for (const name of this.known) this.queue.add(name);
+    for (const name of await listMachineNames(this.options.config.machinesDir)) this.queue.add(name);
     if (isResync) this.options.metrics.resyncCompleted(new Date());
   }
 
@@ -249,6 +289,8 @@ export class Controller {
       observed: (view) => {
         if (view.kind === "gone") this.known.delete(view.name);
         else this.known.add(view.name);
+        if (view.kind === "machine" && view.machine.state === "running") this.runningMachines.add(view.name);
+        else this.runningMachines.delete(view.name);
         next.observed?.(view);
       },
     };

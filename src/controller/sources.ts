@@ -27,18 +27,31 @@ export interface MachineWatcherOptions {
   onMachine: (name: string, event: string | null) => void;
   onError: (error: Error) => void;
   /**
-   * The machines directory was replaced (moved away, deleted and created again) and is watched
-   * anew: every machine should be looked at, since events in between were missed.
+   * The machines directory is watched anew, after it was replaced (moved away, deleted and created
+   * again) or after a pause: every machine should be looked at, since events in between were missed.
    */
-  onRewatch: () => void;
+  onRewatch: (why: "replaced" | "resumed") => void;
   /** How often the directory's identity is checked, besides the events that announce a replacement. Default 1 s. */
   checkIntervalMs?: number;
 }
 
 /** A running watch of the machines directory. */
 export interface MachinesWatch {
-  /** Why events may not be arriving (the directory is gone), or null while all is well. */
+  /** Why events may not be arriving (the directory is gone), or null while all is well (paused included). */
   readonly problem: string | null;
+  /** True between `pause` and `resume`. */
+  readonly paused: boolean;
+  /**
+   * Stops watching (no events, no identity checks) until `resume`, freeing the watch's memory and the
+   * work it does for every write. Resolves once the watch is closed; a no-op while paused.
+   */
+  pause(): Promise<void>;
+  /**
+   * Watches the directory as it is now, as after a replacement, then calls `onRewatch("resumed")`:
+   * what changed during the pause was not reported. Resolves once the new watch is ready; a no-op
+   * unless paused. A failure is passed to `onError` (and `problem` set when the directory is gone).
+   */
+  resume(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -52,13 +65,15 @@ export interface MachinesWatch {
  * whenever the watched directory itself is renamed or removed, and every `checkIntervalMs`; a new
  * directory at the path is watched anew and `onRewatch` called. While no directory is there,
  * `problem` says so.
+ *
+ * `check`, `pause`, `resume` and `close` run one at a time, in the order called.
  */
 export async function watchMachines(options: MachineWatcherOptions): Promise<MachinesWatch> {
   const { machinesDir, onError, onRewatch } = options;
   let watched = await identity(machinesDir);
   let watcher: { close(): Promise<void> } | null = watched === null ? null : await watchDirectory(options, () => void check());
   let problem: string | null = watched === null ? `machines directory ${machinesDir} does not exist` : null;
-  let checking: Promise<void> | null = null;
+  let paused = false;
   let closed = false;
   let soon: NodeJS.Timeout | null = null;
   // Nothing can be watched while the directory is missing: look again soon (a replacement usually
@@ -70,31 +85,39 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<Mac
     }, GONE_RECHECK_MS).unref();
   };
 
+  let last: Promise<void> = Promise.resolve();
+  /** Runs `step` after every step called before it; errors go to `onError`. */
+  const serially = (step: () => Promise<void>): Promise<void> =>
+    (last = last.then(step).catch((error: unknown) => onError(error instanceof Error ? error : new Error(String(error)))));
+
+  /** Watches whatever directory is at the path now (none: `problem` says so). */
+  const rewatch = async (now: string | null, why: "replaced" | "resumed") => {
+    await watcher?.close();
+    watcher = null;
+    watched = now;
+    if (now === null) {
+      problem = `machines directory ${machinesDir} is gone; waiting for it to come back`;
+      recheckSoon();
+      return;
+    }
+    watcher = await watchDirectory(options, () => void check());
+    problem = null;
+    onRewatch(why);
+  };
+
+  let checking: Promise<void> | null = null;
   const check = (): Promise<void> =>
-    (checking ??= (async () => {
-      try {
-        const now = await identity(machinesDir);
-        if (closed || now === watched) {
-          if (!closed && now === null) recheckSoon();
-          return;
-        }
-        await watcher?.close();
-        watcher = null;
-        watched = now;
-        if (now === null) {
-          problem = `machines directory ${machinesDir} is gone; waiting for it to come back`;
-          recheckSoon();
-          return;
-        }
-        watcher = await watchDirectory(options, () => void check());
-        problem = null;
-        onRewatch();
-      } catch (error) {
-        onError(error instanceof Error ? error : new Error(String(error)));
-      } finally {
-        checking = null;
+    (checking ??= serially(async () => {
+      checking = null;
+      if (closed || paused) return;
+      const now = await identity(machinesDir);
+      if (closed) return;
+      if (now === watched) {
+        if (now === null) recheckSoon();
+        return;
       }
-    })());
+      await rewatch(now, "replaced");
+    }));
   const timer = setInterval(() => void check(), options.checkIntervalMs ?? 1000);
   timer.unref();
   if (watched === null) recheckSoon();
@@ -103,12 +126,30 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<Mac
     get problem() {
       return problem;
     },
+    get paused() {
+      return paused;
+    },
+    pause: () =>
+      serially(async () => {
+        if (closed || paused) return;
+        paused = true;
+        await watcher?.close();
+        watcher = null;
+      }),
+    resume: () =>
+      serially(async () => {
+        if (closed || !paused) return;
+        paused = false;
+        await rewatch(await identity(machinesDir), "resumed");
+      }),
     async close() {
       closed = true;
       clearInterval(timer);
       if (soon) clearTimeout(soon);
-      await checking;
-      await watcher?.close();
+      await serially(async () => {
+        await watcher?.close();
+        watcher = null;
+      });
     },
   };
 }

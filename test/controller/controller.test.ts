@@ -12,6 +12,7 @@ import { ControllerMetrics } from "../../src/metrics/controller-metrics.js";
 import { isProcessGone, makeTempDir, removeTempDir, startProcess, stopProcess, waitFor, readPidFileIfPresent } from "../helpers/processes.js";
 import { machineToml, memoryLogger, testConfig, writeHook, writeMachine } from "../helpers/machines.js";
 import type { ChildProcess } from "node:child_process";
+import { startStandInDaemon, type StandInDaemon } from "../helpers/daemon.js";
 
 let root: string;
 let machines: string;
@@ -327,6 +328,89 @@ describe("a replaced machines directory", () => {
     expect(controller.readiness().find((check) => check.name === "watcher")?.detail).toMatch(/is gone/);
     await mkdir(machines);
     await waitFor(() => controller.liveness().find((check) => check.name === "watcher")?.ok === true, "the watcher check to pass again");
+  });
+});
+
+describe("the daemon's death", () => {
+  const daemons: StandInDaemon[] = [];
+  afterEach(async () => {
+    for (const daemon of daemons.splice(0)) await daemon.kill();
+  });
+  async function daemonUp(): Promise<StandInDaemon> {
+    const daemon = await startStandInDaemon(path.join(root, "run", "daemon.lock"));
+    daemons.push(daemon);
+    return daemon;
+  }
+  async function fleet(count: number): Promise<string[]> {
+    const names = Array.from({ length: count }, (_, i) => `vm${String(i).padStart(3, "0")}`);
+    for (const name of names) await writeMachine(machines, name, machineToml(name));
+    return names;
+  }
+  const messages = (lines: () => Record<string, unknown>[]) => lines().map((line) => line.msg);
+  const recoveredNames = (lines: () => Record<string, unknown>[]) =>
+    lines().filter((line) => line.msg === "machine recovered").map((line) => line.machine);
+
+  it("with most of a large fleet running, pauses the config watch until all are recovered, then looks at every machine again", async () => {
+    const names = await fleet(120);
+    await writeHook(hooks, "10-slow", "sleep 0.02");
+    const daemon = await daemonUp();
+    const { controller, lines } = await startController({ liveness: "daemon" });
+    await controller.idle();
+    expect(recoveredNames(lines)).toEqual([]);
+
+    await daemon.kill();
+    await waitFor(() => messages(lines).includes("pausing the config watch while the machines are recovered"), "the pause");
+    expect(lines().find((line) => line.msg === "pausing the config watch while the machines are recovered")?.machines).toBe(120);
+    expect(controller.liveness().find((check) => check.name === "watcher")).toMatchObject({ ok: true, detail: expect.stringMatching(/paused/) });
+    expect(controller.readiness().every((check) => check.ok)).toBe(true);
+    // Well after the listing (it comes first), a machine appears: no watch reports it during the pause.
+    await waitFor(() => recoveredNames(lines).length >= 20, "recoveries under way");
+    await writeMachine(machines, "late", machineToml("late"));
+
+    await waitFor(async () => (await stateOf("late")) === "stopped", "late to be recovered", { timeoutMs: 30_000 });
+    for (const name of names) expect(await stateOf(name)).toBe("stopped");
+    const order = messages(lines);
+    const resumed = order.indexOf("watching config files again; looking at every machine");
+    expect(resumed).toBeGreaterThan(order.indexOf("pausing the config watch while the machines are recovered"));
+    // `late` was found by the look at every machine after the pause, once all the others were done.
+    const log = lines();
+    const lateAt = log.findIndex((line) => line.msg === "machine recovered" && line.machine === "late");
+    expect(lateAt).toBeGreaterThan(resumed);
+    expect(log.slice(0, resumed).filter((line) => line.msg === "machine recovered")).toHaveLength(120);
+    expect(controller.liveness().find((check) => check.name === "watcher")?.detail).toBe("watching");
+
+    // Watching again: an edit is seen at once.
+    await writeMachine(machines, "vm000", machineToml("vm000"));
+    await waitFor(() => recoveredNames(lines).filter((name) => name === "vm000").length === 2, "vm000 recovered again");
+  });
+
+  it("keeps watching when only a few machines were running", async () => {
+    await fleet(5);
+    const daemon = await daemonUp();
+    const { controller, lines } = await startController({ liveness: "daemon" });
+    await controller.idle();
+    await daemon.kill();
+    await waitFor(() => recoveredNames(lines).length === 5, "all five recovered");
+    expect(messages(lines)).not.toContain("pausing the config watch while the machines are recovered");
+    expect(controller.liveness().find((check) => check.name === "watcher")?.detail).toBe("watching");
+  });
+
+  it("ends the pause when the daemon is back, and leaves its machines running", async () => {
+    const names = await fleet(120);
+    await writeHook(hooks, "10-slow", "sleep 0.2");
+    const first = await daemonUp();
+    const { controller, lines } = await startController({ liveness: "daemon" });
+    await controller.idle();
+    await first.kill();
+    await waitFor(() => recoveredNames(lines).length >= 4, "the first recoveries");
+    await daemonUp();
+    await waitFor(() => messages(lines).includes("watching config files again; looking at every machine"), "the watch to resume");
+    await controller.idle();
+    const recovered = recoveredNames(lines).length;
+    expect(recovered).toBeLessThan(120);
+    let stillRunning = 0;
+    for (const name of names) if ((await stateOf(name)) === "running") stillRunning++;
+    expect(stillRunning).toBe(120 - recovered);
   });
 });
 

@@ -61,7 +61,7 @@ describe("watchMachines", () => {
       onError: (error) => {
         throw error;
       },
-      onRewatch: () => events.push(["*", "rewatch"]),
+      onRewatch: (why) => events.push(["*", why === "replaced" ? "rewatch" : "resumed"]),
       checkIntervalMs,
     });
   }
@@ -104,6 +104,44 @@ describe("watchMachines", () => {
     expect(watcher!.problem).toBeNull();
     await mkdir(path.join(machines, "back"));
     await waitFor(() => events.some(([name]) => name === "back"), "events from the new directory");
+  });
+
+  it("reports nothing while paused, and after resume says so and reports again", async () => {
+    await mkdir(path.join(dir, "vm"));
+    await writeFile(path.join(dir, "vm", "config.toml"), "a");
+    const events: Array<[string, string | null]> = [];
+    await watchInto(events);
+    await watcher!.pause();
+    expect(watcher!.paused).toBe(true);
+    await watcher!.pause(); // a second pause changes nothing
+    await writeFile(path.join(dir, "vm", "config.toml"), "b");
+    await mkdir(path.join(dir, "during"));
+    // inotify delivers within milliseconds; a closed watch delivers nothing at all.
+    await delay(300);
+    expect(events).toEqual([]);
+    expect(watcher!.problem).toBeNull();
+
+    await watcher!.resume();
+    expect(watcher!.paused).toBe(false);
+    expect(events).toEqual([["*", "resumed"]]);
+    await watcher!.resume(); // not paused: nothing happens
+    expect(events).toEqual([["*", "resumed"]]);
+    await writeFile(path.join(dir, "during", "config.toml"), "x");
+    await waitFor(() => events.some(([name, event]) => name === "during" && event === "add"), "an event from the resumed watch");
+  });
+
+  it("resumes onto the directory at the path now, even one that replaced the paused one", async () => {
+    const machines = path.join(dir, "machines");
+    await mkdir(machines);
+    const events: Array<[string, string | null]> = [];
+    await watchInto(events, machines);
+    await watcher!.pause();
+    await rename(machines, path.join(dir, "machines.old"));
+    await watcher!.resume();
+    expect(watcher!.problem).toMatch(/machines directory .* is gone/);
+    await mkdir(machines);
+    await waitFor(() => events.some(([, event]) => event === "rewatch"), "the watch of the new directory");
+    expect(watcher!.problem).toBeNull();
   });
 
   it("names the machine for config.toml, the pid file and machine directories", async () => {
