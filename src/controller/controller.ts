@@ -248,11 +248,13 @@ export class Controller {
   private async recoverAfterDaemonDeath(): Promise<void> {
     const running = this.runningMachines.size;
     const bulk = this.watcher !== null && running >= BULK_RECOVERY_MIN_RUNNING && running * 2 >= this.known.size;
+    // Queued first: the recoveries start while the watch closes.
+    const queued = this.enqueueAll(false);
     if (bulk) {
       this.options.logger.info({ machines: running }, "pausing the config watch while the machines are recovered");
       await this.watcher?.pause();
     }
-    await this.enqueueAll(false);
+    await queued;
     if (!bulk) return;
     await this.queue.onIdle();
     await this.resumeWatching();
@@ -267,8 +269,9 @@ export class Controller {
   /** Queues every machine: those listed now and those seen before (a vanished one is then forgotten). */
   private async enqueueAll(isResync = true): Promise<void> {
     // The known ones first: their work starts while the directory is listed.
-    for (const name of this.known) this.queue.add(name);
-    for (const name of await listMachineNames(this.options.config.machinesDir)) this.queue.add(name);
+    const queued = new Set(this.known);
+    for (const name of queued) this.queue.add(name);
+    for (const name of await listMachineNames(this.options.config.machinesDir, queued)) this.queue.add(name);
     if (isResync) this.options.metrics.resyncCompleted(new Date());
   }
 

@@ -11,10 +11,11 @@ import { listMachineEntryNames } from "../store/index.js";
 
 /**
  * Names of the machines in `machinesDir`: the entries arcbox-core's `list()` returns (a directory
- * holding config.toml; hidden ones too). A missing directory has no machines; other errors throw.
+ * holding config.toml; hidden ones too), but those in `except`, which are not looked at (so a relist
+ * of a known fleet costs one directory read). A missing directory has no machines; other errors throw.
  */
-export async function listMachineNames(machinesDir: string): Promise<string[]> {
-  return listMachineEntryNames(machinesDir);
+export async function listMachineNames(machinesDir: string, except?: ReadonlySet<string>): Promise<string[]> {
+  return listMachineEntryNames(machinesDir, { except });
 }
 
 export interface MachineWatcherOptions {

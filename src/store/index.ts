@@ -15,7 +15,7 @@ export { isValidMachineName, validateMachineName, machineNameProblem } from "./n
 export { parseMachineConfig, type ParsedMachineConfig } from "./toml-codec.js";
 export { readMachineConfig, MAX_CONFIG_BYTES, type Revision, type MachineConfigFile } from "./config-file.js";
 export { isTempFileName, type DurableFsOps } from "./durable-write.js";
-export { listDirectoryEntries, listMachineEntryNames, type DirectoryEntry } from "./machine-entries.js";
+export { listDirectoryEntries, listMachineEntryNames, type DirectoryEntry, type ListOptions } from "./machine-entries.js";
 export { checkMachinesDirTrust, findUntrustedDirectories, UntrustedMachinesDirError, type UntrustedDirectory } from "./trust.js";
 export {
   MachineStore,

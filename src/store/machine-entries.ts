@@ -31,12 +31,17 @@ export type DirectoryEntry = MachineEntry | NoConfigEntry;
 export const CONFIG_FILE_NAME = "config.toml";
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+export interface ListOptions {
+  /** Names to leave out, before anything is looked up about them (those the caller already has). */
+  except?: ReadonlySet<string>;
+}
+
 /**
- * Every entry of `dir` but the controller's lock file, sorted by name, each a machine or not as
- * arcbox-core's `list()` decides. A missing directory has no entries; any other failure to read it
- * throws StoreIoError.
+ * Every entry of `dir` but the controller's lock file (and `except`), sorted by name, each a machine
+ * or not as arcbox-core's `list()` decides. A missing directory has no entries; any other failure to
+ * read it throws StoreIoError.
  */
-export async function listDirectoryEntries(dir: string): Promise<DirectoryEntry[]> {
+export async function listDirectoryEntries(dir: string, options: ListOptions = {}): Promise<DirectoryEntry[]> {
   let dirents: Dirent<Buffer>[];
   try {
     dirents = await fsp.readdir(dir, { withFileTypes: true, encoding: "buffer" });
@@ -52,7 +57,7 @@ export async function listDirectoryEntries(dir: string): Promise<DirectoryEntry[
       } catch {
         return { kind: "noConfig", name: dirent.name.toString("utf8"), reason: "its name is not UTF-8, so arcbox-core cannot list it" };
       }
-      if (name === LOCK_FILE_NAME) return undefined;
+      if (name === LOCK_FILE_NAME || options.except?.has(name)) return undefined;
       // A directory needs no stat of its own; a symlink is judged by what it leads to.
       const why = await notAMachine(dir, name, dirent.isDirectory());
       return why === undefined ? { kind: "machine", name, symlink: dirent.isSymbolicLink() } : { kind: "noConfig", name, reason: why };
@@ -61,9 +66,9 @@ export async function listDirectoryEntries(dir: string): Promise<DirectoryEntry[
   return entries.filter((e): e is DirectoryEntry => e !== undefined).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-/** Names of the entries of `dir` that arcbox-core's `list()` returns, sorted. Throws as listDirectoryEntries. */
-export async function listMachineEntryNames(dir: string): Promise<string[]> {
-  return (await listDirectoryEntries(dir)).filter((e) => e.kind === "machine").map((e) => e.name);
+/** Names of the entries of `dir` that arcbox-core's `list()` returns (but `except`), sorted. Throws as listDirectoryEntries. */
+export async function listMachineEntryNames(dir: string, options: ListOptions = {}): Promise<string[]> {
+  return (await listDirectoryEntries(dir, options)).filter((e) => e.kind === "machine").map((e) => e.name);
 }
 
 /**

@@ -27,6 +27,12 @@ describe("listMachineNames", () => {
   it("gives no machines for a missing directory", async () => {
     expect(await listMachineNames(path.join(dir, "missing"))).toEqual([]);
   });
+
+  it("leaves out the names it is told the caller has, and still judges the others", async () => {
+    for (const name of ["known", "new", "empty"]) await mkdir(path.join(dir, name));
+    for (const name of ["known", "new"]) await writeFile(path.join(dir, name, "config.toml"), "");
+    expect(await listMachineNames(dir, new Set(["known", "gone"]))).toEqual(["new"]);
+  });
 });
 
 describe("startResync", () => {
