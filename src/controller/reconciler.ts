@@ -91,6 +91,12 @@ export interface ReconcileRequestOptions {
   deferRecoveryOf?: Revision;
 }
 
+/** The hooks one reconcile has run, and for which content (kept across its restarts after write conflicts). */
+interface HooksDone {
+  revision?: Revision;
+  hooks?: string[];
+}
+
 /** How often a reconcile starts over after write conflicts before it fails (and backs off). */
 const MAX_CONFLICT_RESTARTS = 3;
 
@@ -106,9 +112,10 @@ export class Reconciler {
    * recurring. Never writes an invalid file and never overwrites a file changed since it was read.
    */
   async reconcile(name: string, log: Logger, request: ReconcileRequestOptions = {}): Promise<ReconcileOutcome> {
+    const done: HooksDone = {};
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.reconcileOnce(name, log, request);
+        return await this.reconcileOnce(name, log, request, done);
       } catch (error) {
         if (!(error instanceof ConflictError)) throw error;
         this.options.observer?.storeWrite?.("conflict");
@@ -120,7 +127,7 @@ export class Reconciler {
     }
   }
 
-  private async reconcileOnce(name: string, log: Logger, request: ReconcileRequestOptions): Promise<ReconcileOutcome> {
+  private async reconcileOnce(name: string, log: Logger, request: ReconcileRequestOptions, done: HooksDone): Promise<ReconcileOutcome> {
     // The machine's directory is opened once, for the read of step 1 and the write of step 5.
     let reading = true;
     try {
@@ -128,7 +135,7 @@ export class Reconciler {
         // 1. Read and validate.
         const loaded = await handle.load();
         reading = false;
-        return this.decide(handle, loaded, log, request);
+        return this.decide(handle, loaded, log, request, done);
       });
     } catch (error) {
       if (reading) return this.unreadable(name, error, log);
@@ -158,7 +165,7 @@ export class Reconciler {
   }
 
   /** Steps 2–5 for the machine read in step 1, through its open directory. */
-  private async decide(handle: MachineHandle, loaded: LoadedMachine, log: Logger, request: ReconcileRequestOptions): Promise<ReconcileOutcome> {
+  private async decide(handle: MachineHandle, loaded: LoadedMachine, log: Logger, request: ReconcileRequestOptions, done: HooksDone): Promise<ReconcileOutcome> {
     const { store, observer } = this.options;
     const { name } = handle;
     if (this.reportedInvalid.delete(name)) log.info({ path: loaded.path }, "machine config is valid again");
@@ -196,14 +203,22 @@ export class Reconciler {
     const started = performance.now();
     log.debug({ reason: verdict.reason }, "machine is running without a live VM; recovering");
     let ran: string[];
-    try {
-      const hooks = await this.options.hooks();
-      const signal = this.options.signal ?? new AbortController().signal;
-      const hookObserver: HookObserver = { hookFinished: (hook, result, seconds) => observer?.hookFinished?.(hook, result, seconds) };
-      ({ ran } = await runHooks(hooks, machine, { signal, machineDir, configPath: loaded.path }, hookObserver));
-    } catch (error) {
-      observer?.recoveryFinished?.("error");
-      throw new ReconcileError(`${name}: recovery failed: ${(error as Error).message}`, name, error, loaded.revision);
+    if (done.revision === loaded.revision && done.hooks) {
+      // A write conflict started this reconcile over, but the content is what the hooks just ran for
+      // (the file was only touched, or rewritten as it was): they are not run twice.
+      ran = done.hooks;
+    } else {
+      try {
+        const hooks = await this.options.hooks();
+        const signal = this.options.signal ?? new AbortController().signal;
+        const hookObserver: HookObserver = { hookFinished: (hook, result, seconds) => observer?.hookFinished?.(hook, result, seconds) };
+        ({ ran } = await runHooks(hooks, machine, { signal, machineDir, configPath: loaded.path }, hookObserver));
+      } catch (error) {
+        observer?.recoveryFinished?.("error");
+        throw new ReconcileError(`${name}: recovery failed: ${(error as Error).message}`, name, error, loaded.revision);
+      }
+      done.revision = loaded.revision;
+      done.hooks = ran;
     }
 
     // The hooks took time: a VM started meanwhile must not be declared stopped.

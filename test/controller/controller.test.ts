@@ -270,6 +270,28 @@ exit 1`);
     expect(await readLog(runs)).toHaveLength(2);
     expect(await metrics.metricsText()).toMatch(/arcbox_store_writes_total\{result="conflict"\} [1-9]/);
   });
+  it("does not run the hooks twice when the config was only touched or rewritten unchanged during recovery", async () => {
+    await writeMachine(machines, "touched", machineToml("touched"));
+    await writeMachine(machines, "copied", machineToml("copied"));
+    const runs = path.join(root, "runs");
+    // During the hooks the file changes identity but not content: a new mtime, or a byte-identical copy renamed over it.
+    await writeHook(
+      hooks,
+      "10-same",
+      `echo "$ARCBOX_MACHINE" >> ${runs}
+if [ "$ARCBOX_MACHINE" = touched ]; then touch -d '+1 min' "$ARCBOX_CONFIG"; else cp "$ARCBOX_CONFIG" "$ARCBOX_CONFIG.new" && mv "$ARCBOX_CONFIG.new" "$ARCBOX_CONFIG"; fi`,
+    );
+    const { controller, metrics, lines } = await startController();
+    await waitFor(async () => (await stateOf("touched")) === "stopped" && (await stateOf("copied")) === "stopped", "both to be recovered");
+    await controller.idle();
+    expect((await readLog(runs)).sort()).toEqual(["copied", "touched"]);
+    expect(await metrics.metricsText()).toMatch(/arcbox_store_writes_total\{result="conflict"\} [2-9]/);
+    const recovered = lines().filter((line) => line.msg === "machine recovered");
+    expect(recovered.map((line) => [line.machine, line.hooks]).sort()).toEqual([
+      ["copied", ["10-same"]],
+      ["touched", ["10-same"]],
+    ]);
+  });
 });
 
 describe("events", () => {
