@@ -154,7 +154,8 @@ export class Controller {
           logger.info({ daemon_lock: config.daemonLock, reason: status.reason }, status.alive ? "arcbox daemon is up" : "arcbox daemon is down");
           this.options.activity?.record({ kind: "daemon", up: status.alive, reason: status.reason });
           // Level-based: every machine is looked at again; the reconciler decides.
-          const next = status.alive ? this.resumeWatching().then(() => this.enqueueAll(false)) : this.recoverAfterDaemonDeath();
+          // A paused watch resumes (its look at every machine is the one needed).
+          const next = !status.alive ? this.recoverAfterDaemonDeath() : this.watcher?.paused ? this.resumeWatching() : this.enqueueAll(false);
           void next.catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
         },
         onError: (error) => logger.error({ err: error.message, daemon_lock: config.daemonLock }, "daemon lock watch error"),
