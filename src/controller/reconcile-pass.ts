@@ -72,7 +72,8 @@ export async function reconcileOnce(options: PassOptions): Promise<PassSummary> 
   };
   process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   try {
-    const store = new MachineStore({ dir: config.machinesDir });
+    // Each file is read once: nothing reads back what the pass writes.
+    const store = new MachineStore({ dir: config.machinesDir, rememberWrites: false });
     if (!dryRun) {
       const swept = await store.sweepTempFiles({ onProblem: (problem) => logSweepProblem(logger, problem) });
       for (const path of swept) logger.info({ path }, "removed leftover temp file");

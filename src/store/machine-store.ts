@@ -63,6 +63,12 @@ export interface MachineStoreOptions {
   fs?: DurableFsOps;
   /** How many machines `loadAll` reads at once. */
   loadConcurrency?: number;
+  /**
+   * Keep the parse of what the store writes, so that reading those bytes back (a watcher reporting
+   * the store's own rename) skips parsing them (default true). A store that reads each file once,
+   * as a one-shot pass does, has no use for it.
+   */
+  rememberWrites?: boolean;
 }
 
 export interface UpdateOptions {
@@ -106,6 +112,7 @@ export class MachineStore {
   private readonly givenFsOps: DurableFsOps | undefined;
   private resolvedFsOps: DurableFsOps | undefined;
   private readonly loadConcurrency: number;
+  private readonly rememberWrites: boolean;
   /** Writes to one file from this process queue up, so the conflict check and rename are not interleaved. */
   private readonly writeLocks = new Map<string, Promise<unknown>>();
 
@@ -113,6 +120,7 @@ export class MachineStore {
     this.dir = options.dir;
     this.givenFsOps = options.fs;
     this.loadConcurrency = Math.max(1, options.loadConcurrency ?? 16);
+    this.rememberWrites = options.rememberWrites ?? true;
   }
 
   /** `<dir>/<name>`. Throws InvalidNameError for a name that is not a valid machine name. */
@@ -424,6 +432,7 @@ export class MachineStore {
   }
 
   private remember(name: string, revision: Revision, parsed: ParsedMachineConfig): void {
+    if (!this.rememberWrites) return;
     // Shared by every read of these bytes (each gets its own machine): frozen, so that no reader
     // can change what another sees. The machine the write's caller got back is not the cache's.
     deepFreeze(parsed.document);

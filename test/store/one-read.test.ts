@@ -7,7 +7,7 @@
 import { rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConflictError, MachineNotFoundError } from "../../src/store/index.js";
+import { ConflictError, MachineNotFoundError, MachineStore } from "../../src/store/index.js";
 import { configText, useTempStore } from "./temp-store.js";
 
 const t = useTempStore();
@@ -90,6 +90,19 @@ describe("the read after the store's own write", () => {
     const expected = structuredClone(written.machine);
     written.machine.cpus = 99;
     expect((await t.store.load("m")).machine).toEqual(expected);
+  });
+
+  it("is not kept by a store told not to remember writes (a one-shot pass), whose reads parse the file", async () => {
+    await t.put("m", running("m"));
+    const store = new MachineStore({ dir: t.dir, rememberWrites: false });
+    const written = await store.updateState("m", "stopped");
+    // What is kept has no public face: its size is the only sign.
+    expect((store as unknown as { written: Map<string, unknown> }).written.size).toBe(0);
+    expect((t.store as unknown as { written: Map<string, unknown> }).written.size).toBe(0);
+    await t.store.updateState("m", "running");
+    expect((t.store as unknown as { written: Map<string, unknown> }).written.size).toBe(1);
+    const reread = await store.load("m");
+    expect(reread.machine).toEqual({ ...written.machine, state: "running" });
   });
 
   it("parses anew whatever someone else wrote after it", async () => {
