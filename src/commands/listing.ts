@@ -5,11 +5,14 @@
  */
 import { stat } from "node:fs/promises";
 import { MachinesDirMissingError } from "../controller/reconcile-pass.js";
+import { StoreError } from "../store/index.js";
 
-/** The line for a listing that failed; StoreErrors already start with the path they name. */
+/** The line for a listing that failed; a StoreError's message already starts with the path it names. */
 export function listingFailure(machinesDir: string, error: unknown): string {
   const message = (error as Error).message;
-  return message.startsWith(machinesDir) ? `arcbox-controller: cannot list machines: ${message}\n` : `arcbox-controller: cannot list ${machinesDir}: ${message}\n`;
+  return error instanceof StoreError && error.path !== undefined
+    ? `arcbox-controller: cannot list machines: ${message}\n`
+    : `arcbox-controller: cannot list ${machinesDir}: ${message}\n`;
 }
 
 /** The note for a machines directory that does not exist, or null when it exists (or cannot be checked). */

@@ -9,7 +9,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { parseListenAddress } from "../metrics/listen-address.js";
 import { describeTomlValue } from "../store/schema.js";
-import { keyPosition, parseToml, TomlSyntaxError } from "../store/toml-document.js";
+import { locate, parseToml, TomlSyntaxError, type TomlSource } from "../store/toml-document.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -257,9 +257,10 @@ export async function loadConfig(
 /** Returns the file's `daemon_lock` (resolved) when it sets one. */
 function applyFile(config: ControllerConfig, file: string, text: string): string | undefined {
   let raw: unknown;
+  let source: TomlSource;
   try {
     // The parser of machine configs: TOML 1.0, integers as bigint, and the same clear syntax errors.
-    raw = parseToml(text).document;
+    ({ document: raw, source } = parseToml(text));
   } catch (error) {
     if (error instanceof TomlSyntaxError) throw new ConfigError(`${file}:${error.line}:${error.column}: invalid TOML: ${error.reason}`);
     throw error;
@@ -268,7 +269,7 @@ function applyFile(config: ControllerConfig, file: string, text: string): string
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const key = issue.code === "unrecognized_keys" ? issue.keys[0]! : String(issue.path[0] ?? "");
-    const where = locateKey(text, key);
+    const where = locateKey(source, key);
     const reason =
       issue.code === "unrecognized_keys"
         ? `unknown key "${key}" (known: ${Object.keys(fileSchema.shape).join(", ")})`
@@ -294,7 +295,7 @@ function applyFile(config: ControllerConfig, file: string, text: string): string
   if (v.log_level !== undefined) config.logLevel = v.log_level;
   if (v.log_format !== undefined) config.logFormat = v.log_format;
   if (v.allow_untrusted_machines_dir !== undefined) config.allowUntrustedMachinesDir = v.allow_untrusted_machines_dir;
-  if (config.resyncIntervalMs < 1000) throw new ConfigError(`${file}${locateKey(text, "resync_interval")}: resync_interval: must be at least 1s`);
+  if (config.resyncIntervalMs < 1000) throw new ConfigError(`${file}${locateKey(source, "resync_interval")}: resync_interval: must be at least 1s`);
   return v.daemon_lock === undefined ? undefined : path(v.daemon_lock);
 }
 
@@ -356,8 +357,10 @@ function applyValue(config: ControllerConfig, key: keyof ConfigFlags, value: str
   }
 }
 
-/** `:line:column` of a root-level `key =` line, or "" when not found. */
-function locateKey(text: string, key: string): string {
-  const at = key === "" ? undefined : keyPosition(text, [key]);
-  return at ? `:${at.line}:${at.column}` : "";
+/** `:line:column` of a root-level key (its `[table]` header when it is defined by one), or "" when not found. */
+function locateKey(source: TomlSource, key: string): string {
+  const entry = key === "" ? undefined : locate(source, [key]);
+  if (entry === undefined || entry.path.length !== 1) return "";
+  const at = source.position(entry.keyStart);
+  return `:${at.line}:${at.column}`;
 }

@@ -302,18 +302,3 @@ export function rootEntries(source: TomlSource): SourceEntry[] {
   return source.entries.filter((e) => e.root);
 }
 
-/**
- * The `line:column` of the key at `path` in a TOML text (its `[table]` header when it is defined by
- * one), for error messages about other TOML files (the controller's own config). Undefined when the
- * text does not parse or has no such key.
- */
-export function keyPosition(text: string, path: KeyPath): { line: number; column: number } | undefined {
-  try {
-    const { source } = parseToml(text);
-    const entry = locate(source, path);
-    return entry !== undefined && entry.path.length === path.length ? source.position(entry.keyStart) : undefined;
-  } catch (error) {
-    if (error instanceof TomlSyntaxError) return undefined;
-    throw error;
-  }
-}
