@@ -39,13 +39,14 @@ export interface ControllerOptions {
 
 /**
  * The fewest machines persisted `running` for which a daemon death pauses the config watch (and
- * only when they are at least half of all): below it the pause and the full re-watch after it would
- * cost more than they save.
+ * only when they are at least half of all), and the fewest machines for which a start with the
+ * daemon down defers it (their states are not read yet): below it the pause and the full re-watch
+ * after it would cost more than they save.
  */
 const BULK_RECOVERY_MIN_RUNNING = 100;
 
 /** The watcher's health detail during a pause (healthy: every machine is queued, and looked at again after). */
-const PAUSED_DETAIL = "paused while the machines are recovered after the daemon died";
+const PAUSED_DETAIL = "paused while the machines are recovered (the arcbox daemon is down)";
 
 /** Watch errors after which events are no longer delivered: the process should be restarted. */
 const FATAL_WATCH_ERRORS = new Set(["ENOSPC", "EMFILE", "ENFILE"]);
@@ -125,26 +126,6 @@ export class Controller {
     this.heartbeat = setInterval(() => (this.lastHeartbeat = Date.now()), 1000);
     this.heartbeat.unref();
 
-    // Watch before listing, so nothing created in between is missed.
-    this.watcher = await watchMachines({
-      machinesDir: config.machinesDir,
-      pidFile: config.pidFile,
-      onMachine: (name, event) => {
-        if (event !== null) metrics.watchEvent(event);
-        this.queue.add(name);
-      },
-      onError: (error) => {
-        metrics.watchEvent("error");
-        const code = (error as NodeJS.ErrnoException).code ?? "";
-        if (FATAL_WATCH_ERRORS.has(code)) this.watcherFailure = `${code}: ${error.message}`;
-        logger.error({ err: error.message, code }, "file watch error");
-      },
-      onRewatch: (why) => {
-        if (why === "replaced") logger.warn({ machines_dir: config.machinesDir }, "the machines directory was replaced; watching the new one and looking at every machine");
-        else logger.info({ machines_dir: config.machinesDir }, "watching config files again; looking at every machine");
-        void this.enqueueAll(false).catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
-      },
-    });
     if (config.liveness === "daemon") {
       this.daemon = await watchDaemon({
         lockPath: config.daemonLock,
@@ -165,7 +146,45 @@ export class Controller {
         this.options.activity?.record({ kind: "daemon", up: false, reason: this.daemon.status.reason });
       }
     }
-    await this.enqueueAll();
+
+    // With the daemon down (a host just booted), a large fleet is recovered before the config watch
+    // starts, for the reason a death pauses it (see recoverAfterDaemonDeath); every machine is looked
+    // at again once the watch is up.
+    const listed = this.daemon && !this.daemon.status.alive ? await listMachineNames(config.machinesDir) : [];
+    const deferWatch = listed.length >= BULK_RECOVERY_MIN_RUNNING;
+
+    // Watch before listing, so nothing created in between is missed (a deferred watch relists when it starts).
+    this.watcher = await watchMachines({
+      machinesDir: config.machinesDir,
+      pidFile: config.pidFile,
+      startPaused: deferWatch,
+      onMachine: (name, event) => {
+        if (event !== null) metrics.watchEvent(event);
+        this.queue.add(name);
+      },
+      onError: (error) => {
+        metrics.watchEvent("error");
+        const code = (error as NodeJS.ErrnoException).code ?? "";
+        if (FATAL_WATCH_ERRORS.has(code)) this.watcherFailure = `${code}: ${error.message}`;
+        logger.error({ err: error.message, code }, "file watch error");
+      },
+      onRewatch: (why) => {
+        if (why === "replaced") logger.warn({ machines_dir: config.machinesDir }, "the machines directory was replaced; watching the new one and looking at every machine");
+        else logger.info({ machines_dir: config.machinesDir }, "watching config files again; looking at every machine");
+        void this.enqueueAll(false).catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
+      },
+    });
+    if (deferWatch) {
+      logger.info({ machines: listed.length }, "the arcbox daemon is down: recovering the machines before watching config files");
+      for (const name of listed) this.queue.add(name);
+      metrics.resyncCompleted(new Date());
+      void this.queue
+        .onIdle()
+        .then(() => this.resumeWatching())
+        .catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
+    } else {
+      await this.enqueueAll();
+    }
     this.initialPassQueued = true;
     this.resync = startResync(config.resyncIntervalMs, async () => {
       try {

@@ -34,6 +34,8 @@ export interface MachineWatcherOptions {
   onRewatch: (why: "replaced" | "resumed") => void;
   /** How often the directory's identity is checked, besides the events that announce a replacement. Default 1 s. */
   checkIntervalMs?: number;
+  /** Start paused: nothing is watched (nor scanned) until `resume`, which then calls `onRewatch("resumed")`. */
+  startPaused?: boolean;
 }
 
 /** A running watch of the machines directory. */
@@ -59,7 +61,8 @@ export interface MachinesWatch {
 /**
  * Watches `<machines-dir>/<name>` directories and their `config.toml` and pid file with native
  * filesystem events (no polling, no write-finish delay: the reconciler copes with partial states
- * because it re-reads, and the store writes by rename). Resolves once the initial scan is done.
+ * because it re-reads, and the store writes by rename). Resolves once the initial scan is done
+ * (at once with `startPaused`).
  *
  * Native watches follow a directory's inode, not its path: after `mv machines machines.old; mkdir
  * machines` they would watch the old one. So the directory's identity (device and inode) is checked
@@ -71,10 +74,10 @@ export interface MachinesWatch {
  */
 export async function watchMachines(options: MachineWatcherOptions): Promise<MachinesWatch> {
   const { machinesDir, onError, onRewatch } = options;
+  let paused = options.startPaused ?? false;
   let watched = await identity(machinesDir);
-  let watcher: { close(): Promise<void> } | null = watched === null ? null : await watchDirectory(options, () => void check());
+  let watcher: { close(): Promise<void> } | null = watched === null || paused ? null : await watchDirectory(options, () => void check());
   let problem: string | null = watched === null ? `machines directory ${machinesDir} does not exist` : null;
-  let paused = false;
   let closed = false;
   let soon: NodeJS.Timeout | null = null;
   // Nothing can be watched while the directory is missing: look again soon (a replacement usually

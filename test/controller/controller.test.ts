@@ -406,6 +406,38 @@ describe("the daemon's death", () => {
     await waitFor(() => recoveredNames(lines).filter((name) => name === "vm000").length === 2, "vm000 recovered again");
   });
 
+  it("started with the daemon down and a large fleet, recovers it before watching, then looks at every machine again", async () => {
+    const names = await fleet(120);
+    await writeHook(hooks, "10-slow", "sleep 0.02");
+    const { controller, lines } = await startController({ liveness: "daemon" });
+    const deferred = "the arcbox daemon is down: recovering the machines before watching config files";
+    expect(lines().find((line) => line.msg === deferred)?.machines).toBe(120);
+    expect(controller.readiness().every((check) => check.ok)).toBe(true);
+    expect(controller.liveness().find((check) => check.name === "watcher")?.detail).toMatch(/paused/);
+    await waitFor(() => recoveredNames(lines).length >= 20, "recoveries under way");
+    await writeMachine(machines, "late", machineToml("late"));
+
+    await waitFor(async () => (await stateOf("late")) === "stopped", "late to be recovered", { timeoutMs: 30_000 });
+    for (const name of names) expect(await stateOf(name)).toBe("stopped");
+    const log = lines();
+    const watching = log.findIndex((line) => line.msg === "watching config files again; looking at every machine");
+    expect(watching).toBeGreaterThan(log.findIndex((line) => line.msg === deferred));
+    expect(log.slice(0, watching).filter((line) => line.msg === "machine recovered")).toHaveLength(120);
+    expect(log.findIndex((line) => line.msg === "machine recovered" && line.machine === "late")).toBeGreaterThan(watching);
+    expect(controller.liveness().find((check) => check.name === "watcher")?.detail).toBe("watching");
+
+    await writeMachine(machines, "vm000", machineToml("vm000"));
+    await waitFor(() => recoveredNames(lines).filter((name) => name === "vm000").length === 2, "vm000 recovered again");
+  });
+
+  it("started with the daemon down and a few machines, watches at once", async () => {
+    await fleet(5);
+    const { controller, lines } = await startController({ liveness: "daemon" });
+    expect(controller.liveness().find((check) => check.name === "watcher")?.detail).toBe("watching");
+    await waitFor(() => recoveredNames(lines).length === 5, "all five recovered");
+    expect(messages(lines)).not.toContain("the arcbox daemon is down: recovering the machines before watching config files");
+  });
+
   it("keeps watching when only a few machines were running", async () => {
     await fleet(5);
     const daemon = await daemonUp();

@@ -59,8 +59,9 @@ describe("startResync", () => {
 });
 
 describe("watchMachines", () => {
-  async function watchInto(events: Array<[string, string | null]>, machinesDir = dir, checkIntervalMs = 60_000) {
+  async function watchInto(events: Array<[string, string | null]>, machinesDir = dir, checkIntervalMs = 60_000, startPaused = false) {
     watcher = await watchMachines({
+      startPaused,
       machinesDir,
       pidFile: "vm.pid",
       onMachine: (name, event) => events.push([name, event]),
@@ -134,6 +135,22 @@ describe("watchMachines", () => {
     expect(events).toEqual([["*", "resumed"]]);
     await writeFile(path.join(dir, "during", "config.toml"), "x");
     await waitFor(() => events.some(([name, event]) => name === "during" && event === "add"), "an event from the resumed watch");
+  });
+
+  it("started paused, watches nothing until resumed", async () => {
+    await mkdir(path.join(dir, "vm"));
+    const events: Array<[string, string | null]> = [];
+    await watchInto(events, dir, 60_000, true);
+    expect(watcher!.paused).toBe(true);
+    await writeFile(path.join(dir, "vm", "config.toml"), "a");
+    await mkdir(path.join(dir, "during"));
+    await delay(300);
+    expect(events).toEqual([]);
+
+    await watcher!.resume();
+    expect(events).toEqual([["*", "resumed"]]);
+    await writeFile(path.join(dir, "vm", "config.toml"), "b");
+    await waitFor(() => events.some(([name, event]) => name === "vm" && event === "change"), "an event once resumed");
   });
 
   it("resumes onto the directory at the path now, even one that replaced the paused one", async () => {
