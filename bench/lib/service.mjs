@@ -50,10 +50,11 @@ export function runCli(args) {
  * object: `pid`, `address`, `onLog(listener)` (each parsed JSON line with `at`, its receipt time as
  * `performance.now()`), `waitForLog(predicate, what, timeoutMs)`, `metrics()` (the parsed
  * exposition), `stop()`. Rejects with the service's output when it exits or cannot listen.
+ * `options.onLog` gets every line from the first one on, those before `listening` included.
  */
-export async function startService(configPath) {
+export async function startService(configPath, options = {}) {
   const child = spawn(process.execPath, [CLI, "run", "--config", configPath], { env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] });
-  const listeners = new Set();
+  const listeners = new Set(options.onLog ? [options.onLog] : []);
   let stderr = "";
   child.stderr.on("data", (chunk) => (stderr += chunk));
   createInterface({ input: child.stdout }).on("line", (line) => {

@@ -117,7 +117,7 @@ const SLOW = 600_000;
 
 describe("benchmarks at tiny sizes", () => {
   it(
-    "recovery: the reconcile pass against the raw durable loop and the Rust loop, and the daemon's death",
+    "recovery: the reconcile pass against the raw durable loop and the Rust loop, the daemon's death, and a start with the daemon down",
     async () => {
       const run = await runBench("recovery.bench.mjs");
       expectFigures(run, "recovery", [
@@ -125,6 +125,7 @@ describe("benchmarks at tiny sizes", () => {
         /^reconcile --liveness none, 6 running, no hooks, workers = 8$/,
         /^daemon death → detected/,
         /^daemon death: detected → all 6 stopped/,
+        /^start-up with the daemon down: spawn → all 6 stopped/,
       ]);
       const [pass, wide] = run.figures;
       expect(pass!.baselines.map((baseline) => baseline.name)).toEqual([
