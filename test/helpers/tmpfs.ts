@@ -14,6 +14,7 @@ export interface FullTmpfs {
   dir: string;
   /** Frees `bytes` of the filler, so that writes succeed again. */
   free(bytes?: number): Promise<void>;
+  /** Unmounts it; lazily when something still holds it open. */
   unmount(): Promise<void>;
 }
 
@@ -48,7 +49,12 @@ export async function mountFullTmpfs(parent: string, prepare: (dir: string) => P
       await truncate(filler, Math.max(0, size - bytes));
     },
     async unmount() {
-      await run("umount", [dir]);
+      try {
+        await run("umount", [dir]);
+      } catch {
+        // Still busy (a failed test left a descriptor open): detach it, so no mount outlives the test.
+        await run("umount", ["--lazy", dir]);
+      }
     },
   };
 }
