@@ -100,8 +100,10 @@ export class Controller {
   /**
    * Starts the controller: creates the machines directory if needed, takes the single-instance lock
    * unless given one (throws `LockHeldError` if another controller holds it), removes the store's
-   * leftover temp files, starts watching (and, with `liveness = "daemon"`, probing the daemon), and
-   * queues every machine. Resolves when the controller is ready.
+   * leftover temp files, starts probing the daemon (with `liveness = "daemon"`) and watching, and
+   * queues every machine. With the daemon down and at least 100 machines, the watch starts only once
+   * they have all been reconciled (or the daemon is up), then queues every machine again. Resolves
+   * when the controller is ready.
    */
   async start(): Promise<void> {
     const { config, logger, metrics } = this.options;
