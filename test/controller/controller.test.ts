@@ -372,6 +372,18 @@ describe("the daemon's death", () => {
   const recoveredNames = (lines: () => Record<string, unknown>[]) =>
     lines().filter((line) => line.msg === "machine recovered").map((line) => line.machine);
 
+  /** The daemon came back during a bulk recovery: the watch is on again, and every machine not yet recovered is left `running`. */
+  async function expectTheRestLeftRunning(controller: Controller, lines: () => Record<string, unknown>[], names: string[]) {
+    await waitFor(() => messages(lines).includes("watching config files again; looking at every machine"), "the watch to start again");
+    await controller.idle();
+    const recovered = recoveredNames(lines).length;
+    expect(recovered).toBeLessThan(names.length);
+    let stillRunning = 0;
+    for (const name of names) if ((await stateOf(name)) === "running") stillRunning++;
+    expect(stillRunning).toBe(names.length - recovered);
+    expect(controller.liveness().find((check) => check.name === "watcher")?.detail).toBe("watching");
+  }
+
   it("with most of a large fleet running, pauses the config watch until all are recovered, then looks at every machine again", async () => {
     const names = await fleet(120);
     await writeHook(hooks, "10-slow", "sleep 0.02");
@@ -430,6 +442,15 @@ describe("the daemon's death", () => {
     await waitFor(() => recoveredNames(lines).filter((name) => name === "vm000").length === 2, "vm000 recovered again");
   });
 
+  it("started with the daemon down, starts watching as soon as the daemon is up, and leaves its machines running", async () => {
+    const names = await fleet(120);
+    await writeHook(hooks, "10-slow", "sleep 0.2");
+    const { controller, lines } = await startController({ liveness: "daemon" });
+    await waitFor(() => recoveredNames(lines).length >= 4, "the first recoveries");
+    await daemonUp();
+    await expectTheRestLeftRunning(controller, lines, names);
+  });
+
   it("started with the daemon down and a few machines, watches at once", async () => {
     await fleet(5);
     const { controller, lines } = await startController({ liveness: "daemon" });
@@ -458,13 +479,7 @@ describe("the daemon's death", () => {
     await first.kill();
     await waitFor(() => recoveredNames(lines).length >= 4, "the first recoveries");
     await daemonUp();
-    await waitFor(() => messages(lines).includes("watching config files again; looking at every machine"), "the watch to resume");
-    await controller.idle();
-    const recovered = recoveredNames(lines).length;
-    expect(recovered).toBeLessThan(120);
-    let stillRunning = 0;
-    for (const name of names) if ((await stateOf(name)) === "running") stillRunning++;
-    expect(stillRunning).toBe(120 - recovered);
+    await expectTheRestLeftRunning(controller, lines, names);
   });
 });
 
