@@ -102,7 +102,7 @@ export class Controller {
    * unless given one (throws `LockHeldError` if another controller holds it), removes the store's
    * leftover temp files, starts probing the daemon (with `liveness = "daemon"`) and watching, and
    * queues every machine. With the daemon down and at least 100 machines, the watch starts only once
-   * they have all been reconciled (or the daemon is up), then queues every machine again. Resolves
+   * every one has been taken up (or the daemon is up), then queues every machine again. Resolves
    * when the controller is ready.
    */
   async start(): Promise<void> {
@@ -181,7 +181,7 @@ export class Controller {
       for (const name of listed) this.queue.add(name);
       metrics.resyncCompleted(new Date());
       void this.queue
-        .onIdle()
+        .onEmpty()
         .then(() => this.resumeWatching())
         .catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
     } else {
@@ -262,7 +262,7 @@ export class Controller {
 
   /**
    * The daemon died: every machine is queued. When most of a large fleet was running, the config
-   * watch pauses until that work is done, since each recovery's write would come back as watch
+   * watch pauses until that work is taken up, since each recovery's write would come back as watch
    * events whose handling (chokidar re-reads the machine's directory and re-arms its file watch, then
    * a no-op reconcile follows) costs more CPU than the recovery itself. Afterwards every machine is
    * looked at again, as after any gap in watching. The daemon coming back ends the pause at once.
@@ -278,7 +278,8 @@ export class Controller {
     }
     await queued;
     if (!bulk) return;
-    await this.queue.onIdle();
+    // Nothing waiting is enough: a recovery still running (a hung hook, say) does not hold the watch off.
+    await this.queue.onEmpty();
     await this.resumeWatching();
   }
 

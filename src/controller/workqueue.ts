@@ -65,8 +65,9 @@ interface DelayedAdd {
   timer: NodeJS.Timeout;
 }
 
-interface IdleWaiter {
-  includeDelayed: boolean;
+/** A caller of `onIdle` or `onEmpty`, waiting for `reached` to hold. */
+interface Waiter {
+  reached: () => boolean;
   resolve: () => void;
 }
 
@@ -103,7 +104,7 @@ export class WorkQueue {
   readonly #dirty = new Set<string>();
   readonly #delayed = new Map<string, DelayedAdd>();
   readonly #failures = new Map<string, number>();
-  #idleWaiters: IdleWaiter[] = [];
+  #waiters: Waiter[] = [];
   #shuttingDown = false;
 
   /** Creates an idle queue. Throws a `RangeError` naming the option when `workers` or `backoff` is invalid. */
@@ -208,8 +209,15 @@ export class WorkQueue {
    */
   onIdle(options: { includeDelayed?: boolean } = {}): Promise<void> {
     const includeDelayed = options.includeDelayed ?? false;
-    if (this.#isIdle(includeDelayed)) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push({ includeDelayed, resolve }));
+    return this.#when(() => this.#isIdle(includeDelayed));
+  }
+
+  /**
+   * Resolves once no key is waiting to start; keys may still be in flight or delayed. Resolves at once
+   * when none is waiting.
+   */
+  onEmpty(): Promise<void> {
+    return this.#when(() => this.#waiting.size === 0);
   }
 
   /**
@@ -227,7 +235,7 @@ export class WorkQueue {
       this.#waiting.clear();
       this.#observer.depth?.(0);
     }
-    this.#settleIdleWaiters();
+    this.#settleWaiters();
     const drained = this.onIdle().then(() => true);
     if (options.timeoutMs === undefined) return drained;
     let timer: NodeJS.Timeout | undefined;
@@ -256,6 +264,7 @@ export class WorkQueue {
     this.#processing.set(key, startedAt);
     this.#observer.depth?.(this.#waiting.size);
     this.#observer.queued?.((startedAt - readyAt) / 1000);
+    if (this.#waiting.size === 0) this.#settleWaiters();
 
     let outcome: { ok: true; result: ProcessResult | void } | { ok: false; error: unknown };
     try {
@@ -283,7 +292,7 @@ export class WorkQueue {
         this.#onError?.(key, outcome.error, retryInMs, this.numRequeues(key));
       }
     } finally {
-      this.#settleIdleWaiters();
+      this.#settleWaiters();
     }
   }
 
@@ -291,13 +300,18 @@ export class WorkQueue {
     return this.#waiting.size === 0 && this.#processing.size === 0 && (!includeDelayed || this.#delayed.size === 0);
   }
 
-  #settleIdleWaiters(): void {
-    if (this.#idleWaiters.length === 0) return;
-    const stillWaiting: IdleWaiter[] = [];
-    for (const waiter of this.#idleWaiters) {
-      if (this.#isIdle(waiter.includeDelayed)) waiter.resolve();
+  #when(reached: () => boolean): Promise<void> {
+    if (reached()) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ reached, resolve }));
+  }
+
+  #settleWaiters(): void {
+    if (this.#waiters.length === 0) return;
+    const stillWaiting: Waiter[] = [];
+    for (const waiter of this.#waiters) {
+      if (waiter.reached()) waiter.resolve();
       else stillWaiting.push(waiter);
     }
-    this.#idleWaiters = stillWaiting;
+    this.#waiters = stillWaiting;
   }
 }

@@ -335,6 +335,57 @@ describe("WorkQueue delayed adds", () => {
   });
 });
 
+describe("WorkQueue onEmpty", () => {
+  it("resolves once the last waiting key has started, while keys are still in flight", async () => {
+    const gates = new Map(["a", "b", "c"].map((key) => [key, gate()]));
+    const started: string[] = [];
+    const queue = makeQueue({
+      workers: 2,
+      process: async (key) => {
+        started.push(key);
+        await gates.get(key)!.promise;
+      },
+    });
+    let empty = false;
+    let idle = false;
+    for (const key of gates.keys()) queue.add(key);
+    void queue.onEmpty().then(() => (empty = true));
+    void queue.onIdle().then(() => (idle = true));
+    await settle();
+    expect(started).toEqual(["a", "b"]);
+    expect(empty).toBe(false);
+    gates.get("a")!.open();
+    await waitFor(() => started.includes("c"), "c to start");
+    await settle();
+    expect(empty).toBe(true);
+    expect(idle).toBe(false);
+    expect(queue.inFlight().map(({ key }) => key).sort()).toEqual(["b", "c"]);
+    gates.get("b")!.open();
+    gates.get("c")!.open();
+    await waitFor(() => idle, "idle");
+    let again = false;
+    void queue.onEmpty().then(() => (again = true));
+    await settle(1);
+    expect(again).toBe(true);
+  });
+
+  it("resolves at shutdown, which drops the waiting keys", async () => {
+    const blocker = gate();
+    const queue = makeQueue({ workers: 1, process: async () => blocker.promise });
+    queue.add("a");
+    queue.add("b");
+    let empty = false;
+    void queue.onEmpty().then(() => (empty = true));
+    await settle();
+    expect(empty).toBe(false);
+    const stopped = queue.shutDown();
+    await settle();
+    expect(empty).toBe(true);
+    blocker.open();
+    await stopped;
+  });
+});
+
 describe("WorkQueue shutdown", () => {
   it("waits for in-flight work, ignores new adds, cancels delayed ones and starts no waiting one", async () => {
     vi.useFakeTimers();
