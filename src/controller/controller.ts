@@ -176,17 +176,9 @@ export class Controller {
         void this.enqueueAll(false).catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
       },
     });
-    if (deferWatch) {
-      logger.info({ machines: listed.length }, "the arcbox daemon is down: recovering the machines before watching config files");
-      for (const name of listed) this.queue.add(name);
-      metrics.resyncCompleted(new Date());
-      void this.queue
-        .onEmpty()
-        .then(() => this.resumeWatching())
-        .catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
-    } else {
-      await this.enqueueAll();
-    }
+    if (deferWatch) logger.info({ machines: listed.length }, "the arcbox daemon is down: recovering the machines before watching config files");
+    await this.enqueueAll(true, deferWatch ? listed : undefined);
+    if (deferWatch) void this.resumeWhenTakenUp();
     this.initialPassQueued = true;
     this.resync = startResync(config.resyncIntervalMs, async () => {
       try {
@@ -277,24 +269,33 @@ export class Controller {
       await this.watcher?.pause();
     }
     await queued;
-    if (!bulk) return;
-    // Nothing waiting is enough: a recovery still running (a hung hook, say) does not hold the watch off.
+    if (bulk) await this.resumeWhenTakenUp();
+  }
+
+  /**
+   * Ends a pause of the config watch once no machine waits to be reconciled: one still running (a
+   * hung hook, say) does not hold the watch off.
+   */
+  private async resumeWhenTakenUp(): Promise<void> {
     await this.queue.onEmpty();
     await this.resumeWatching();
   }
 
-  /** Ends a pause of the config watch (see recoverAfterDaemonDeath); a no-op when not paused or stopping. */
+  /** Ends a pause of the config watch now; a no-op when not paused or stopping (failures go to the watch's `onError`). */
   private async resumeWatching(): Promise<void> {
     if (this.stopping || !this.watcher?.paused) return;
     await this.watcher.resume();
   }
 
-  /** Queues every machine: those listed now and those seen before (a vanished one is then forgotten). */
-  private async enqueueAll(isResync = true): Promise<void> {
+  /**
+   * Queues every machine: those listed now (or in `listed`, a listing just made) and those seen
+   * before (a vanished one is then forgotten).
+   */
+  private async enqueueAll(isResync = true, listed?: readonly string[]): Promise<void> {
     // The known ones first: their work starts while the directory is listed.
     const queued = new Set(this.known);
     for (const name of queued) this.queue.add(name);
-    for (const name of await listMachineNames(this.options.config.machinesDir, queued)) this.queue.add(name);
+    for (const name of listed ?? (await listMachineNames(this.options.config.machinesDir, queued))) this.queue.add(name);
     if (isResync) this.options.metrics.resyncCompleted(new Date());
   }
 

@@ -372,6 +372,32 @@ describe("the daemon's death", () => {
   const recoveredNames = (lines: () => Record<string, unknown>[]) =>
     lines().filter((line) => line.msg === "machine recovered").map((line) => line.machine);
 
+  /**
+   * During a bulk recovery without a watch (logged as `paused`), a machine appears; it is found by the
+   * look at every machine once the watch is back, which comes once every machine has been taken up,
+   * and edits are then seen at once.
+   */
+  async function expectLateFoundOnceWatchingAgain(controller: Controller, lines: () => Record<string, unknown>[], names: string[], paused: string) {
+    // Well after the listing (it comes first), a machine appears: no watch reports it during the pause.
+    await waitFor(() => recoveredNames(lines).length >= 20, "recoveries under way");
+    await writeMachine(machines, "late", machineToml("late"));
+
+    await waitFor(async () => (await stateOf("late")) === "stopped", "late to be recovered", { timeoutMs: 30_000 });
+    for (const name of names) expect(await stateOf(name)).toBe("stopped");
+    const log = lines();
+    const watching = log.findIndex((line) => line.msg === "watching config files again; looking at every machine");
+    expect(watching).toBeGreaterThan(log.findIndex((line) => line.msg === paused));
+    // `late` was found by the look at every machine after the pause.
+    expect(log.findIndex((line) => line.msg === "machine recovered" && line.machine === "late")).toBeGreaterThan(watching);
+    // The watch comes back once every machine has been taken up: at most `workers` (4) still finishing.
+    expect(log.slice(0, watching).filter((line) => line.msg === "machine recovered").length).toBeGreaterThanOrEqual(names.length - 4);
+    expect(controller.liveness().find((check) => check.name === "watcher")?.detail).toBe("watching");
+
+    // Watching again: an edit is seen at once.
+    await writeMachine(machines, "vm000", machineToml("vm000"));
+    await waitFor(() => recoveredNames(lines).filter((name) => name === "vm000").length === 2, "vm000 recovered again");
+  }
+
   /** The daemon came back during a bulk recovery: the watch is on again, and every machine not yet recovered is left `running`. */
   async function expectTheRestLeftRunning(controller: Controller, lines: () => Record<string, unknown>[], names: string[]) {
     await waitFor(() => messages(lines).includes("watching config files again; looking at every machine"), "the watch to start again");
@@ -397,26 +423,7 @@ describe("the daemon's death", () => {
     expect(lines().find((line) => line.msg === "pausing the config watch while the machines are recovered")?.machines).toBe(120);
     expect(controller.liveness().find((check) => check.name === "watcher")).toMatchObject({ ok: true, detail: expect.stringMatching(/paused/) });
     expect(controller.readiness().every((check) => check.ok)).toBe(true);
-    // Well after the listing (it comes first), a machine appears: no watch reports it during the pause.
-    await waitFor(() => recoveredNames(lines).length >= 20, "recoveries under way");
-    await writeMachine(machines, "late", machineToml("late"));
-
-    await waitFor(async () => (await stateOf("late")) === "stopped", "late to be recovered", { timeoutMs: 30_000 });
-    for (const name of names) expect(await stateOf(name)).toBe("stopped");
-    const order = messages(lines);
-    const resumed = order.indexOf("watching config files again; looking at every machine");
-    expect(resumed).toBeGreaterThan(order.indexOf("pausing the config watch while the machines are recovered"));
-    // `late` was found by the look at every machine after the pause, once all the others were done.
-    const log = lines();
-    const lateAt = log.findIndex((line) => line.msg === "machine recovered" && line.machine === "late");
-    expect(lateAt).toBeGreaterThan(resumed);
-    // The watch comes back once every machine has been taken up: at most `workers` (4) still finishing.
-    expect(log.slice(0, resumed).filter((line) => line.msg === "machine recovered").length).toBeGreaterThanOrEqual(116);
-    expect(controller.liveness().find((check) => check.name === "watcher")?.detail).toBe("watching");
-
-    // Watching again: an edit is seen at once.
-    await writeMachine(machines, "vm000", machineToml("vm000"));
-    await waitFor(() => recoveredNames(lines).filter((name) => name === "vm000").length === 2, "vm000 recovered again");
+    await expectLateFoundOnceWatchingAgain(controller, lines, names, "pausing the config watch while the machines are recovered");
   });
 
   it("started with the daemon down and a large fleet, recovers it before watching, then looks at every machine again", async () => {
@@ -427,20 +434,7 @@ describe("the daemon's death", () => {
     expect(lines().find((line) => line.msg === deferred)?.machines).toBe(120);
     expect(controller.readiness().every((check) => check.ok)).toBe(true);
     expect(controller.liveness().find((check) => check.name === "watcher")?.detail).toMatch(/paused/);
-    await waitFor(() => recoveredNames(lines).length >= 20, "recoveries under way");
-    await writeMachine(machines, "late", machineToml("late"));
-
-    await waitFor(async () => (await stateOf("late")) === "stopped", "late to be recovered", { timeoutMs: 30_000 });
-    for (const name of names) expect(await stateOf(name)).toBe("stopped");
-    const log = lines();
-    const watching = log.findIndex((line) => line.msg === "watching config files again; looking at every machine");
-    expect(watching).toBeGreaterThan(log.findIndex((line) => line.msg === deferred));
-    expect(log.slice(0, watching).filter((line) => line.msg === "machine recovered").length).toBeGreaterThanOrEqual(116);
-    expect(log.findIndex((line) => line.msg === "machine recovered" && line.machine === "late")).toBeGreaterThan(watching);
-    expect(controller.liveness().find((check) => check.name === "watcher")?.detail).toBe("watching");
-
-    await writeMachine(machines, "vm000", machineToml("vm000"));
-    await waitFor(() => recoveredNames(lines).filter((name) => name === "vm000").length === 2, "vm000 recovered again");
+    await expectLateFoundOnceWatchingAgain(controller, lines, names, deferred);
   });
 
   it("started with the daemon down, starts watching as soon as the daemon is up, and leaves its machines running", async () => {
