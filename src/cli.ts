@@ -132,6 +132,18 @@ function usageError(message: string, hint = true): number {
   return 2;
 }
 
+/**
+ * A reader that stops early (`get | head`) closes the pipe. As with any Unix tool, the rest of the
+ * output is dropped without a word, and the command still ends with its own exit code.
+ */
+function dropOutputOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+  });
+}
+dropOutputOnClosedPipe(process.stdout);
+dropOutputOnClosedPipe(process.stderr);
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

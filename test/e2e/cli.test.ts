@@ -5,7 +5,8 @@
 import { cp, readFile, readdir, rm, stat, writeFile, mkdir, symlink } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { runCli, snapshotTree as snapshot, startControllerProcess, type CliResult } from "../helpers/cli-process.js";
+import { spawn } from "node:child_process";
+import { CLI, runCli, snapshotTree as snapshot, startControllerProcess, type CliResult } from "../helpers/cli-process.js";
 import { fixturesDir } from "../helpers/fixtures.js";
 import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
 import { machineToml, writeMachine } from "../helpers/machines.js";
@@ -203,6 +204,43 @@ describe("get", () => {
     // a directory without config.toml is no machine: shown, not invalid
     expect(lines.find((line) => line.startsWith("bad name"))).toMatch(/NoConfig$/);
     expect(await snapshot(dir)).toEqual(before);
+  });
+});
+
+describe("output read by a pipe that closes early (get | head)", () => {
+  /** Runs the CLI with its stdout on a pipe that is closed after the first chunk; resolves the exit code and stderr. */
+  function readFirstChunk(args: string[]): Promise<{ code: number | null; firstChunk: string; stderr: string }> {
+    const child = spawn(process.execPath, [CLI, "--config", emptyConfig, ...args], { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+    return new Promise((resolve, reject) => {
+      let firstChunk = "";
+      child.stdout.once("data", (chunk: Buffer) => {
+        firstChunk = chunk.toString("utf8");
+        child.stdout.destroy();
+      });
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, firstChunk, stderr }));
+    });
+  }
+
+  it("ends quietly with the command's own exit code, for get as a table and as JSON, and for validate", async () => {
+    // More output than a pipe holds (64 KiB) from each command, so that each meets the closed pipe.
+    const dir = path.join(root, "many");
+    for (let i = 0; i < 800; i++) {
+      const name = `broken-${String(i).padStart(4, "0")}`;
+      await writeMachine(dir, name, `name = "${name}"\ncpus = -1\n`);
+    }
+    for (const [args, code, first] of [
+      [["get", "-d", dir, "-o", "json"], 0, /^\[\n  \{/],
+      [["get", "-d", dir], 0, /^NAME\s+STATE/],
+      [["validate", "-d", dir], 1, /broken-0000.*cpus/],
+    ] as const) {
+      const result = await readFirstChunk([...args]);
+      expect(result.firstChunk).toMatch(first);
+      expect(result.stderr).not.toMatch(/EPIPE|Unhandled|at /);
+      expect(result.code).toBe(code);
+    }
   });
 });
 
