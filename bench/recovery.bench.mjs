@@ -10,6 +10,8 @@
 //     whichever comes first), against a process blocked in flock(2) on
 //     the same lock (the kernel wakes it at the death); recovery runs until the last "machine recovered"
 //     line, against the pass above at the same size and the raw loop. Every config is then checked;
+//     Then, for the analysis, the raw loop with DESIGN's checks made bare (`--checks`: the least they
+//     cost), against the plain raw loop run right before it, both at the raw loop's best concurrency;
 //  3. start-up with the daemon down (a host just booted): `arcbox-controller run` started over every
 //     machine `running` and a lock file nobody holds, from the process's spawn to its last "machine
 //     recovered" line, against the pass above (also a process's wall time) at the same size.
@@ -64,10 +66,11 @@ async function timedPass(configPath, dir, size, extraArgs, round) {
   return run.wall;
 }
 
-/** The raw durable loop as its own process; resolves its wall time (ms). */
-async function rawLoop(dir, concurrency, total) {
+/** The raw durable loop (with `--checks`: and DESIGN's checks, bare) as its own process; resolves its wall time (ms). */
+async function rawLoop(dir, concurrency, total, { checks = false } = {}) {
   const started = performance.now();
-  const child = spawn(process.execPath, [RAW_LOOP, dir, String(concurrency)], { stdio: ["ignore", "pipe", "inherit"] });
+  const args = [RAW_LOOP, dir, String(concurrency), ...(checks ? ["--checks"] : [])];
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout.on("data", (chunk) => (out += chunk));
   const [code] = await once(child, "close");
@@ -129,6 +132,24 @@ for (const size of SIZES) {
       value: median(wide),
       unit: "ms",
       baselines: [rawAt(WIDE_WORKERS), rawBaseline],
+    });
+
+    // What DESIGN's checks cost at the least (analysis): the raw loop with them, bare, at its best
+    // concurrency, each run paired with a plain raw run at the same moment.
+    const checked = [];
+    const paired = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      writeMachines(machines, size, "running");
+      paired.push(await rawLoop(machines, best.c, size));
+      writeMachines(machines, size, "running");
+      checked.push(await rawLoop(machines, best.c, size, { checks: true }));
+    }
+    console.log(`  raw durable loop with DESIGN's checks, bare (${best.c} in flight): ${checked.map((ms) => ms.toFixed(0)).join(", ")} ms; plain, paired: ${paired.map((ms) => ms.toFixed(0)).join(", ")} ms`);
+    report.add({
+      figure: `raw durable loop with DESIGN's checks, bare (analysis: their least cost), ${label}, ${best.c} in flight`,
+      value: median(checked),
+      unit: "ms",
+      baselines: [{ name: `raw durable loop, run right before it (${best.c} in flight)`, value: median(paired) }],
     });
 
     // 2. The daemon's death, with the service.

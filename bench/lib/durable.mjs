@@ -1,7 +1,7 @@
 // The bare system calls of the benchmarks' baselines and edits, with nothing of the controller.
 import { randomBytes } from "node:crypto";
 import { renameSync, writeFileSync } from "node:fs";
-import { open, rename } from "node:fs/promises";
+import { lstat, open, rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
 /**
@@ -20,6 +20,35 @@ export async function durableWrite(path, text) {
     await file.close();
   }
   await rename(temp, path);
+  const directory = await open(dir, "r");
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
+}
+
+/**
+ * `durableWrite` with the identity checks a conflict-safe commit makes: the new file's mode set
+ * with fchmod and its inode taken with fstat, `beforeCommit` (which looks at the target) right
+ * before the rename, and an lstat of the result right after it.
+ */
+export async function durableWriteChecked(path, text, beforeCommit) {
+  const dir = dirname(path);
+  const temp = join(dir, `.config.toml.raw-${randomBytes(6).toString("hex")}`);
+  const file = await open(temp, "wx", 0o600);
+  let ours;
+  try {
+    await file.chmod(0o600);
+    await file.writeFile(text);
+    await file.sync();
+    ours = (await file.stat({ bigint: true })).ino;
+  } finally {
+    await file.close();
+  }
+  await beforeCommit();
+  await rename(temp, path);
+  if ((await lstat(path, { bigint: true })).ino !== ours) throw new Error(`${path}: replaced right after the commit`);
   const directory = await open(dir, "r");
   try {
     await directory.sync();

@@ -123,6 +123,7 @@ describe("benchmarks at tiny sizes", () => {
       expectFigures(run, "recovery", [
         /^reconcile --liveness none, 6 running, no hooks \(workers = 4, the default\)$/,
         /^reconcile --liveness none, 6 running, no hooks, workers = 8$/,
+        /^raw durable loop with DESIGN's checks, bare \(analysis: their least cost\), 6 running, (4|8) in flight$/,
         /^daemon death → detected/,
         /^daemon death: detected → all 6 stopped/,
         /^start-up with the daemon down: spawn → all 6 stopped/,
@@ -135,6 +136,7 @@ describe("benchmarks at tiny sizes", () => {
       ]);
       expect(wide!.baselines.map((baseline) => baseline.name)[0]).toBe("raw durable loop at the same concurrency (8 in flight)");
       expect(run.stdout).toMatch(/raw durable loop by concurrency: 4: \d+ ms, 8: \d+ ms/);
+      expect(run.figures[2]!.baselines.map((baseline) => baseline.name)).toEqual([expect.stringMatching(/^raw durable loop, run right before it \((4|8) in flight\)$/)]);
     },
     SLOW,
   );
