@@ -133,8 +133,9 @@ function usageError(message: string, hint = true): number {
 }
 
 /**
- * A reader that stops early (`get | head`) closes the pipe. As with any Unix tool, the rest of the
- * output is dropped without a word, and the command still ends with its own exit code.
+ * A reader that stops early (`get | head`) closes the pipe. The rest of the output is then dropped
+ * without a word, as Unix tools do, and the command still ends with its own exit code (not 141), so
+ * that `validate | head` still tells whether every config is valid.
  */
 function dropOutputOnClosedPipe(stream: NodeJS.WriteStream): void {
   stream.on("error", (error: NodeJS.ErrnoException) => {
