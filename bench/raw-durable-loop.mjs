@@ -53,7 +53,6 @@ function stopped(text) {
 async function checkedRecovery() {
   const { parseTOML } = await import("toml-eslint-parser");
   const { machineDocumentSchema } = await import("../dist/store/schema.js");
-  const { durableWriteChecked } = await import("./lib/durable.mjs");
   return async (path) => {
     const file = await open(path, "r");
     let read, text;
@@ -70,9 +69,11 @@ async function checkedRecovery() {
     const edited = stopped(text);
     const back = parse(edited, { integersAsBigInt: true });
     if (back.state !== "stopped" || back.name !== document.name || back.vm_id !== document.vm_id) throw new Error(`${path}: edit does not read back`);
-    await durableWriteChecked(path, edited, async () => {
-      const current = await lstat(path, { bigint: true });
-      if (current.ino !== read.ino || current.mtimeNs !== read.mtimeNs) throw new Error(`${path}: changed since it was read`);
+    await durableWrite(path, edited, {
+      beforeCommit: async () => {
+        const current = await lstat(path, { bigint: true });
+        if (current.ino !== read.ino || current.mtimeNs !== read.mtimeNs) throw new Error(`${path}: changed since it was read`);
+      },
     });
     return true;
   };

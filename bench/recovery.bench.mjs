@@ -3,16 +3,15 @@
 //     against the raw durable loop (bench/raw-durable-loop.mjs; its best concurrency) and arcbox-core's
 //     own Rust loop (`arcbox-core-loader recover`, no fsync), and the raw loop at the pass's own
 //     concurrency (`workers`, default 4); then the same pass with `workers` = BENCH_WIDE_WORKERS, against
-//     the raw loop at that concurrency;
+//     the raw loop at that concurrency; then, for the analysis, the raw loop with DESIGN's checks made
+//     bare (`--checks`: the least they cost), against plain raw runs in between (plain, checked,
+//     checked, plain), all at the raw loop's best concurrency;
 //  2. the arcbox daemon's death: `arcbox-controller run` (liveness `daemon`, its default 1 s poll) with
 //     every machine `running` and a stand-in daemon holding `run/daemon.lock`; the daemon is SIGKILLed;
 //     detection is the service's "arcbox daemon is down" line (or its first "machine recovered" line,
 //     whichever comes first), against a process blocked in flock(2) on
 //     the same lock (the kernel wakes it at the death); recovery runs until the last "machine recovered"
 //     line, against the pass above at the same size and the raw loop. Every config is then checked;
-//     Then, for the analysis, the raw loop with DESIGN's checks made bare (`--checks`: the least they
-//     cost), against plain raw runs in between (plain, checked, checked, plain), all at the raw loop's
-//     best concurrency;
 //  3. start-up with the daemon down (a host just booted): `arcbox-controller run` started over every
 //     machine `running` and a lock file nobody holds, from the process's spawn to its last "machine
 //     recovered" line, against the pass above (also a process's wall time) at the same size.

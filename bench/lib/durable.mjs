@@ -8,47 +8,28 @@ import { dirname, join } from "node:path";
  * Replaces `path` with `text` atomically and durably, with the fewest calls that can: temp file
  * (created exclusively), write, fsync, close, rename, fsync of the directory. The physical limit of
  * one recovery's write.
+ *
+ * With `beforeCommit`, it also makes the identity checks of a conflict-safe commit: the new file's
+ * mode set with fchmod and its inode taken with fstat, `beforeCommit` (which looks at the target)
+ * right before the rename, and an lstat of the result right after it.
  */
-export async function durableWrite(path, text) {
-  const dir = dirname(path);
-  const temp = join(dir, `.config.toml.raw-${randomBytes(6).toString("hex")}`);
-  const file = await open(temp, "wx", 0o644);
-  try {
-    await file.writeFile(text);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(temp, path);
-  const directory = await open(dir, "r");
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
-  }
-}
-
-/**
- * `durableWrite` with the identity checks a conflict-safe commit makes: the new file's mode set
- * with fchmod and its inode taken with fstat, `beforeCommit` (which looks at the target) right
- * before the rename, and an lstat of the result right after it.
- */
-export async function durableWriteChecked(path, text, beforeCommit) {
+export async function durableWrite(path, text, { beforeCommit } = {}) {
+  const checked = beforeCommit !== undefined;
   const dir = dirname(path);
   const temp = join(dir, `.config.toml.raw-${randomBytes(6).toString("hex")}`);
   const file = await open(temp, "wx", 0o600);
   let ours;
   try {
-    await file.chmod(0o600);
+    if (checked) await file.chmod(0o600);
     await file.writeFile(text);
     await file.sync();
-    ours = (await file.stat({ bigint: true })).ino;
+    if (checked) ours = (await file.stat({ bigint: true })).ino;
   } finally {
     await file.close();
   }
-  await beforeCommit();
+  if (checked) await beforeCommit();
   await rename(temp, path);
-  if ((await lstat(path, { bigint: true })).ino !== ours) throw new Error(`${path}: replaced right after the commit`);
+  if (checked && (await lstat(path, { bigint: true })).ino !== ours) throw new Error(`${path}: replaced right after the commit`);
   const directory = await open(dir, "r");
   try {
     await directory.sync();
