@@ -1,11 +1,12 @@
 import { performance } from "node:perf_hooks";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import {
   MACHINE_METRIC_STATES,
   MachineTable,
   type MachineMetricState,
   type MachineView,
 } from "./machine-table.js";
+import { registerNodeMetrics } from "./node-metrics.js";
 
 export type ReconcileResult = "success" | "error" | "requeue_after";
 export type RecoveryResult = "success" | "error";
@@ -32,22 +33,9 @@ const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 const QUEUE_BUCKETS = [...DURATION_BUCKETS, 120, 300];
 
 /**
- * prom-client default metrics whose cost grows with the number of libuv handles (one per watched
- * directory): left out. Everything else of the defaults is kept.
- */
-export const HANDLE_WALKING_METRICS = [
-  "nodejs_active_handles",
-  "nodejs_active_handles_total",
-  "nodejs_active_requests",
-  "nodejs_active_requests_total",
-  "nodejs_active_resources",
-  "nodejs_active_resources_total",
-] as const;
-
-/**
- * How often the event-loop delay histogram samples (prom-client's default is every 10 ms, which
- * alone wakes an idle service 100 times a second). A blocked loop still shows: the sample that was
- * due during the block comes late by as much.
+ * How often the event-loop delay is sampled (prom-client's default is every 10 ms, which alone
+ * wakes an idle service 100 times a second). A blocked loop still shows: the sample that was due
+ * during the block comes late by as much.
  */
 const EVENT_LOOP_SAMPLE_MS = 100;
 
@@ -214,10 +202,7 @@ export class ControllerMetrics {
     for (const result of STORE_WRITE_RESULTS) this.#storeWrites.inc({ result }, 0);
     for (const event of WATCH_EVENTS) this.#watchEvents.inc({ event }, 0);
 
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
-    // These walk every libuv handle and request at each scrape, and every directory watch is one:
-    // at 10,000 machines a scrape would spend tens of milliseconds on them.
-    for (const name of HANDLE_WALKING_METRICS) this.registry.removeSingleMetric(name);
+    registerNodeMetrics(this.registry, { eventLoopSampleMs: EVENT_LOOP_SAMPLE_MS });
   }
 
   /** The Content-Type of `metricsText()` (Prometheus text format 0.0.4). */
