@@ -67,9 +67,9 @@ export interface WorkQueueMetrics {
 export type InFlightSource = () => Iterable<{ readonly startedAt: number }>;
 
 /**
- * Every metric of the controller (DESIGN §7) in one prom-client Registry, plus prom-client's process
- * and Node.js defaults. The controller reports events through the methods; nothing here reads back
- * from the controller except the in-flight source at scrape time.
+ * Every metric of the controller (DESIGN §7) in one prom-client Registry, plus the process and
+ * Node.js metrics of node-metrics.ts. The controller reports events through the methods; nothing
+ * here reads back from the controller except the in-flight source at scrape time.
  */
 export class ControllerMetrics {
   /** The registry behind `metricsText()`; `arcbox_machine_state` is rendered outside it. */

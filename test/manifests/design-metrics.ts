@@ -2,7 +2,8 @@
  * The metric names of DESIGN §7, which dashboards and alert rules may name, and a way to find the
  * metric names used in a PromQL expression.
  */
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { Registry } from "prom-client";
+import { registerNodeMetrics } from "../../src/metrics/node-metrics.js";
 
 /** Every `arcbox_` metric of DESIGN §7 with its type. */
 export const DESIGN_METRICS: ReadonlyMap<string, "gauge" | "counter" | "histogram"> = new Map([
@@ -36,14 +37,15 @@ function seriesNames(name: string, type: string): string[] {
 }
 
 /**
- * Every series name a query may select: the §7 metrics, prom-client's process and Node.js
- * defaults (as prom-client itself registers them), and Prometheus' own `up`.
+ * Every series name a query may select: the §7 metrics, the process and Node.js metrics the
+ * controller exports beside them (not every prom-client default: see node-metrics.ts), and
+ * Prometheus' own `up`.
  */
 export async function allowedSeriesNames(): Promise<Set<string>> {
   const allowed = new Set<string>(["up"]);
   for (const [name, type] of DESIGN_METRICS) for (const series of seriesNames(name, type)) allowed.add(series);
   const defaults = new Registry();
-  collectDefaultMetrics({ register: defaults });
+  registerNodeMetrics(defaults, { eventLoopSampleMs: 100 });
   for (const metric of await defaults.getMetricsAsJSON()) {
     for (const series of seriesNames(metric.name, String(metric.type))) allowed.add(series);
   }
