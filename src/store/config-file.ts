@@ -67,8 +67,8 @@ export const CONFIG_READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | con
  */
 export function configOpenError(path: string, error: unknown): StoreError {
   const code = errnoCode(error);
-  if (code === "ELOOP") return invalid(path, controllerRule("is a symbolic link; the store reads only regular files"));
-  if (code === "ENXIO") return invalid(path, controllerRule("is not a regular file (a socket or device)"));
+  if (code === "ELOOP") return invalid(path, controllerRule("is a symbolic link; the store reads only regular files", "arcbox-core would load the file it leads to"));
+  if (code === "ENXIO") return invalid(path, "is not a regular file (a socket or device; arcbox-core cannot load it either)");
   if (code === "EACCES" || code === "EPERM") return invalid(path, `cannot be read: permission denied (${code})`);
   return new StoreIoError(path, "open", error);
 }
@@ -87,9 +87,9 @@ export async function readOpenedConfig(ops: DurableFsOps, fd: number, path: stri
   } catch (error) {
     throw new StoreIoError(path, "fstat", error);
   }
-  // arcbox-core cannot read a directory either; other kinds it would read.
-  if (stat.isDirectory()) throw invalid(path, "is not a regular file (a directory)");
-  if (!stat.isFile()) throw invalid(path, controllerRule(`is not a regular file (${fileKind(stat)})`));
+  // arcbox-core cannot read a directory, a socket or a device either; a fifo it would wait on for ever.
+  if (stat.isFIFO()) throw invalid(path, controllerRule("is not a regular file (a fifo)", "arcbox-core's read would wait for a writer for ever"));
+  if (!stat.isFile()) throw invalid(path, `is not a regular file (${fileKind(stat)}; arcbox-core cannot load it either)`);
   if (stat.size > MAX_CONFIG_BYTES) {
     throw invalid(path, controllerRule(`is ${stat.size} bytes; config files are limited to 1 MiB (${MAX_CONFIG_BYTES} bytes)`));
   }

@@ -80,10 +80,11 @@ export class ConflictError extends StoreError {
 
 /**
  * Marks a problem that only the controller's own stricter rules find (name rule, name equal to its
- * directory, regular file, at most 1 MiB): arcbox-core itself would load such a file.
+ * directory, no symlink, no FIFO, at most 1 MiB), saying what arcbox-core does with such a file
+ * (docs/design.md#validity); by default that it loads it.
  */
-export function controllerRule(reason: string): string {
-  return `${reason} (a rule of arcbox-controller's own; arcbox-core would load it)`;
+export function controllerRule(reason: string, arcboxCore = "arcbox-core would load it"): string {
+  return `${reason} (a rule of arcbox-controller's own; ${arcboxCore})`;
 }
 
 /** A machine name that is not `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$` or ends in `.`. */

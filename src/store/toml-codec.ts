@@ -95,7 +95,10 @@ export function parseMachineConfig(
     issues.push({
       ...where(["name"]),
       key: "name",
-      reason: controllerRule(`name: ${JSON.stringify(result.data.name)} does not match its directory name ${JSON.stringify(expectedName)}`),
+      reason: controllerRule(
+        `name: ${JSON.stringify(result.data.name)} does not match its directory name ${JSON.stringify(expectedName)}`,
+        `arcbox-core loads it, but then takes the machine for ${JSON.stringify(result.data.name)}: its state updates would fail, and a save would write a second directory`,
+      ),
     });
   }
   if (issues.length > 0 || !result.success) {

@@ -2,12 +2,15 @@
  * Regression tests, one per case where the controller once disagreed with arcbox-core: each asserts
  * the controller's verdict, and arcbox-core's own through its loader (when it is built; required in CI).
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { listMachineNames } from "../../src/controller/sources.js";
-import { InvalidConfigError, InvalidNameError, parseMachineConfig } from "../../src/store/index.js";
-import { coreCheckAll, coreLine, coreLoaderPath, coreRun, REQUIRE_CORE_LOADER_ENV } from "../helpers/arcbox-core.js";
+import { InvalidConfigError, InvalidNameError, MAX_CONFIG_BYTES, parseMachineConfig } from "../../src/store/index.js";
+import { coreCheckAll, coreLine, coreLoaderPath, coreRun, itWithCoreLoader, REQUIRE_CORE_LOADER_ENV } from "../helpers/arcbox-core.js";
 import { configText, useTempStore } from "./temp-store.js";
 
 const t = useTempStore();
@@ -109,5 +112,58 @@ describe("where arcbox-core's parser is more lenient than TOML 1.0 (known, refus
     if (judge === undefined) return;
     const [core] = await coreCheckAll(judge, t.dir, ["m"]);
     expect(core?.ok, core?.output).toBe(true);
+  });
+});
+
+describe("what arcbox-core does with what the controller's own rules refuse: each message says it truly", () => {
+  itWithCoreLoader("a name that differs from its directory: loaded, then addressed by the name inside, so its update fails", async (judge) => {
+    await t.put("web", configText("other").replace('state = "stopped"', 'state = "running"'));
+    const error = await t.store.load("web").then(() => null, (e: unknown) => e as Error);
+    expect(error?.message).toContain(`arcbox-core loads it, but then takes the machine for "other": its state updates would fail`);
+    const [core] = await coreCheckAll(judge, t.dir, ["web"]);
+    expect(core?.ok, core?.output).toBe(true);
+    expect(core?.output).toMatch(/^name=other state=Running /);
+    // arcbox-core's own start-up recovery of it (update_state of the name inside) finds no such machine.
+    await expect(coreRun(judge, ["recover", t.dir])).rejects.toThrow(/Machine config not found/);
+  });
+
+  itWithCoreLoader("a symlinked config.toml: loaded through the link", async (judge) => {
+    await t.put("real", configText("web"));
+    await mkdir(join(t.dir, "web"));
+    await symlink(join(t.dir, "real", "config.toml"), join(t.dir, "web", "config.toml"));
+    const error = await t.store.load("web").then(() => null, (e: unknown) => e as Error);
+    expect(error?.message).toContain("arcbox-core would load the file it leads to");
+    const [core] = await coreCheckAll(judge, t.dir, ["web"]);
+    expect(core?.ok, core?.output).toBe(true);
+  });
+
+  itWithCoreLoader("a config.toml over 1 MiB: loaded", async (judge) => {
+    await t.put("web", `${configText("web")}# ${"x".repeat(MAX_CONFIG_BYTES)}\n`);
+    const error = await t.store.load("web").then(() => null, (e: unknown) => e as Error);
+    expect(error?.message).toContain("(a rule of arcbox-controller's own; arcbox-core would load it)");
+    const [core] = await coreCheckAll(judge, t.dir, ["web"]);
+    expect(core?.ok, core?.output).toBe(true);
+  });
+
+  itWithCoreLoader("a fifo as config.toml: arcbox-core's read waits for a writer, still waiting a second later", async (judge) => {
+    await mkdir(join(t.dir, "web"));
+    execFileSync("mkfifo", [join(t.dir, "web", "config.toml")]);
+    const error = await t.store.load("web").then(() => null, (e: unknown) => e as Error);
+    expect(error?.message).toContain("arcbox-core's read would wait for a writer for ever");
+    const child = spawn(judge, ["check", t.dir, "web"], { stdio: "ignore" });
+    const exited = once(child, "exit");
+    const outcome = await Promise.race([exited.then(() => "exited"), delay(1000).then(() => "waiting")]);
+    child.kill("SIGKILL");
+    await exited;
+    expect(outcome).toBe("waiting");
+  });
+
+  itWithCoreLoader("a directory as config.toml, or a socket: arcbox-core cannot load it either, and the message says so", async (judge) => {
+    await mkdir(join(t.dir, "dir", "config.toml"), { recursive: true });
+    const error = await t.store.load("dir").then(() => null, (e: unknown) => e as Error);
+    expect(error?.message).toContain("is not a regular file (a directory; arcbox-core cannot load it either)");
+    expect(error?.message).not.toContain("a rule of arcbox-controller's own");
+    const [core] = await coreCheckAll(judge, t.dir, ["dir"]);
+    expect(core?.ok, core?.output).toBe(false);
   });
 });

@@ -118,7 +118,7 @@ const CASES: BadCase[] = [
       return join(t.dir, "m", "config.toml");
     },
     error: InvalidConfigError,
-    reason: "is not a regular file (a directory)",
+    reason: "is not a regular file (a directory; arcbox-core cannot load it either)",
   },
   {
     label: "config is a fifo",

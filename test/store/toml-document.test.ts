@@ -96,7 +96,8 @@ describe("error positions", () => {
   it("a name that does not match the directory", () => {
     const e = errorOf(`cpus = 1\n${VALID_TAIL}name = "x"\n`, "m");
     expect(e.message).toBe(
-      `/m/config.toml:6:1: name: "x" does not match its directory name "m" (a rule of arcbox-controller's own; arcbox-core would load it)`,
+      `/m/config.toml:6:1: name: "x" does not match its directory name "m" (a rule of arcbox-controller's own; arcbox-core loads it, ` +
+        `but then takes the machine for "x": its state updates would fail, and a save would write a second directory)`,
     );
   });
 
