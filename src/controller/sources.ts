@@ -256,9 +256,21 @@ async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () =>
   return {
     async close() {
       for (const timer of pending) clearTimeout(timer);
-      await watcher.close();
+      await closeWatcher(watcher);
     },
   };
+}
+
+/**
+ * Closes a chokidar watcher for good. chokidar 5 can reopen a closed watcher: the removal of a
+ * directory entry still awaiting its `readdir` when `close()` ran (as after the machines directory
+ * was moved away) ends in `add()`, which clears `closed` and calls `fs.watch` again. That handle is
+ * never closed, and since chokidar shares handles by path, a later watcher's `close()` leaves it
+ * open too: a stopped process would never exit. So `add` is disabled first.
+ */
+async function closeWatcher(watcher: FSWatcher): Promise<void> {
+  watcher.add = () => watcher;
+  await watcher.close();
 }
 
 /** Schedules `run` every `intervalMs` ±10% (jitter keeps a fleet of controllers from resyncing in step). */
@@ -341,7 +353,7 @@ export async function watchDaemon(options: DaemonWatchOptions): Promise<DaemonWa
     },
     async close() {
       clearInterval(timer);
-      await watcher?.close();
+      if (watcher) await closeWatcher(watcher);
     },
   };
 }

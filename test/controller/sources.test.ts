@@ -98,6 +98,33 @@ describe("watchMachines", () => {
     await waitFor(() => events.some(([name, event]) => name === "fresh" && event === "add"), "the new directory's events");
   });
 
+  it("leaves no file watch open once closed after replacements, which would keep a stopped process alive", async () => {
+    const watches = () => process.getActiveResourcesInfo().filter((resource) => resource === "FSEventWrap").length;
+    const before = watches();
+    const machines = path.join(dir, "machines");
+    // Each replaced directory holds machines whose watches chokidar is still tearing down when closed.
+    const fill = async () => {
+      for (let i = 0; i < 25; i++) {
+        await mkdir(path.join(machines, `m${i}`), { recursive: true });
+        await writeFile(path.join(machines, `m${i}`, "config.toml"), "x");
+      }
+    };
+    await fill();
+    const events: Array<[string, string | null]> = [];
+    await watchInto(events, machines);
+    for (let round = 1; round <= 5; round++) {
+      await rename(machines, path.join(dir, `machines.${round}`));
+      await mkdir(machines);
+      await waitFor(() => events.filter(([, event]) => event === "rewatch").length === round, `re-watch ${round}`);
+      await fill();
+    }
+    await watcher!.close();
+    watcher = undefined;
+    // What chokidar still had in flight when it was closed settles within a few file system calls.
+    await delay(200);
+    expect(watches()).toBe(before);
+  });
+
   it("says the directory is gone while it is, and watches it again when it is back (periodic check)", async () => {
     const machines = path.join(dir, "machines");
     await mkdir(machines);
