@@ -177,6 +177,23 @@ export class WorkQueue {
     this.#delayed.set(key, { readyAt, timer });
   }
 
+  /**
+   * Makes `key` ready now, also when a delayed add of it is pending (a failure's backoff retry, a
+   * `requeueAfter`): that add is cancelled and the key added. Its failure count is kept, so a retry
+   * that fails again backs off from where it was. Returns whether a delayed add was pending; false
+   * (and nothing done) after `shutDown`.
+   */
+  retryNow(key: string): boolean {
+    if (this.#shuttingDown) return false;
+    const pending = this.#delayed.get(key);
+    if (pending !== undefined) {
+      clearTimeout(pending.timer);
+      this.#delayed.delete(key);
+    }
+    this.add(key);
+    return pending !== undefined;
+  }
+
   /** Counts a failure of `key` and adds it after its backoff delay, which it returns (0 after `shutDown`). */
   addRateLimited(key: string): number {
     if (this.#shuttingDown) return 0;

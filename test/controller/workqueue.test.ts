@@ -158,6 +158,39 @@ describe("WorkQueue backoff", () => {
     expect(queue.numRequeues("a")).toBe(expected.length + 1);
   });
 
+  it("retryNow runs a key waiting out its backoff at once, keeps its failure count, and runs it once", async () => {
+    vi.useFakeTimers();
+    let calls = 0;
+    let failing = true;
+    const retries: number[] = [];
+    const queue = makeQueue({
+      process: async () => {
+        calls++;
+        if (failing) throw new Error("boom");
+      },
+      onError: (_key, _error, retryInMs) => retries.push(retryInMs),
+    });
+    queue.add("a");
+    for (const delay of [0, 100, 200, 400]) await vi.advanceTimersByTimeAsync(delay);
+    expect([calls, retries.at(-1), queue.isDelayed("a")]).toEqual([4, 800, true]);
+
+    // Still failing: retried now, not in 800 ms, and it backs off from where it was.
+    expect(queue.retryNow("a")).toBe(true);
+    await vi.advanceTimersByTimeAsync(0);
+    expect([calls, retries.at(-1), queue.numRequeues("a")]).toEqual([5, 1600, 5]);
+
+    failing = false;
+    expect(queue.retryNow("a")).toBe(true);
+    await vi.advanceTimersByTimeAsync(0);
+    expect([calls, queue.isDelayed("a"), queue.numRequeues("a")]).toEqual([6, false, 0]);
+    // The cancelled retry never fires; a key with nothing pending is just added.
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(calls).toBe(6);
+    expect(queue.retryNow("a")).toBe(false);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toBe(7);
+  });
+
   it("a key added while its run fails waits for its backoff: work that causes its own events cannot spin", async () => {
     vi.useFakeTimers();
     let calls = 0;
