@@ -51,7 +51,7 @@ try {
   const machines = join(root.path, "machines");
   writeMachines(machines, MACHINES, "stopped");
   const service = await startService(
-    writeControllerConfig(join(root.path, "controller.toml"), { machines_dir: machines, hooks_dir: join(root.path, "no-hooks"), liveness: "none", listen: "127.0.0.1:0" }),
+    writeControllerConfig(join(root.path, "controller.toml"), { machines_dir: machines, hooks_dir: "", liveness: "none", listen: "127.0.0.1:0" }),
   );
   let chokidar;
   let measured;

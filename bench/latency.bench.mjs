@@ -37,7 +37,7 @@ try {
   // The service.
   const serviceConfig = writeControllerConfig(join(root.path, "controller.toml"), {
     machines_dir: machines,
-    hooks_dir: join(root.path, "no-hooks"),
+    hooks_dir: "",
     liveness: "none",
     listen: "127.0.0.1:0",
   });

@@ -3,7 +3,7 @@
 // `state = "stopped"` and replace the file durably (temp file, write, fsync, rename, directory fsync),
 // CONCURRENCY machines in flight. No validation beyond the parse, no hooks, no lock, no metrics.
 //
-// With --checks, the same loop also makes, bare and nothing more, the checks DESIGN promises of every
+// With --checks, the same loop also makes, bare and nothing more, the checks docs/design.md#write-protocol promises of every
 // recovery: the TOML 1.0 verdict on what was read (toml-eslint-parser, whose source map also places
 // the minimal edit), the schema (the controller's zod schema, from dist/), the read-back of the edited
 // text, and the identity checks around the commit (fstat of the file read, fchmod and fstat of the new

@@ -3,7 +3,7 @@
 //     against the raw durable loop (bench/raw-durable-loop.mjs; its best concurrency) and arcbox-core's
 //     own Rust loop (`arcbox-core-loader recover`, no fsync), and the raw loop at the pass's own
 //     concurrency (`workers`, default 4); then the same pass with `workers` = BENCH_WIDE_WORKERS, against
-//     the raw loop at that concurrency; then, for the analysis, the raw loop with DESIGN's checks made
+//     the raw loop at that concurrency; then, for the analysis, the raw loop with the write protocol's checks made
 //     bare (`--checks`: the least they cost), against plain raw runs in between (plain, checked,
 //     checked, plain), all at the raw loop's best concurrency;
 //  2. the arcbox daemon's death: `arcbox-controller run` (liveness `daemon`, its default 1 s poll) with
@@ -35,7 +35,7 @@ const SIZES = knobList("BENCH_RECOVERY_SIZES", [1000, 10_000]);
 const CONCURRENCY = knobList("BENCH_RAW_CONCURRENCY", [4, 8, 16, 32, 64]);
 const ROUNDS = knob("BENCH_ROUNDS", 1);
 const WIDE_WORKERS = knob("BENCH_WIDE_WORKERS", 32);
-/** The controller's default `workers` (DESIGN §2): the pass's concurrency unless configured. */
+/** The controller's default `workers` (docs/design.md#configuration): the pass's concurrency unless configured. */
 const DEFAULT_WORKERS = 4;
 const RAW_LOOP = fileURLToPath(new URL("./raw-durable-loop.mjs", import.meta.url));
 
@@ -66,7 +66,7 @@ async function timedPass(configPath, dir, size, extraArgs, round) {
   return run.wall;
 }
 
-/** The raw durable loop (with `--checks`: and DESIGN's checks, bare) as its own process; resolves its wall time (ms). */
+/** The raw durable loop (with `--checks`: and the write protocol's checks, bare) as its own process; resolves its wall time (ms). */
 async function rawLoop(dir, concurrency, total, { checks = false } = {}) {
   const started = performance.now();
   const args = [RAW_LOOP, dir, String(concurrency), ...(checks ? ["--checks"] : [])];
@@ -84,7 +84,7 @@ async function rawLoop(dir, concurrency, total, { checks = false } = {}) {
 for (const size of SIZES) {
   const root = benchRoot("recovery");
   const machines = join(root.path, "arcbox", "machines");
-  const noHooks = join(root.path, "no-hooks");
+  const noHooks = "";
   const label = `${count(size)} running`;
   console.log(`\n${label}: ${root.path} (${root.fsType})`);
   try {
@@ -134,7 +134,7 @@ for (const size of SIZES) {
       baselines: [rawAt(WIDE_WORKERS), rawBaseline],
     });
 
-    // What DESIGN's checks cost at the least (analysis): the raw loop with them, bare, at its best
+    // What the write protocol's checks cost at the least (analysis): the raw loop with them, bare, at its best
     // concurrency, against plain runs in between. Ordered plain, checked, checked, plain: on a shared
     // disk the run after another is often the slower one, and this order gives each kind both places.
     const checked = [];
@@ -146,9 +146,9 @@ for (const size of SIZES) {
       }
     }
     const list = (times) => times.map((ms) => ms.toFixed(0)).join(", ");
-    console.log(`  raw durable loop with DESIGN's checks, bare (${best.c} in flight): ${list(checked)} ms; plain, in between: ${list(plain)} ms`);
+    console.log(`  raw durable loop with the write protocol's checks, bare (${best.c} in flight): ${list(checked)} ms; plain, in between: ${list(plain)} ms`);
     report.add({
-      figure: `raw durable loop with DESIGN's checks, bare (analysis: their least cost), ${label}, ${best.c} in flight`,
+      figure: `raw durable loop with the write protocol's checks, bare (analysis: their least cost), ${label}, ${best.c} in flight`,
       value: median(checked),
       unit: "ms",
       baselines: [{ name: `raw durable loop, runs in between (${best.c} in flight)`, value: median(plain) }],

@@ -50,7 +50,7 @@ try {
   await chokidar.stop();
 
   const service = await startService(
-    writeControllerConfig(join(root.path, "controller.toml"), { machines_dir: machines, hooks_dir: join(root.path, "no-hooks"), liveness: "none", listen: "127.0.0.1:0" }),
+    writeControllerConfig(join(root.path, "controller.toml"), { machines_dir: machines, hooks_dir: "", liveness: "none", listen: "127.0.0.1:0" }),
   );
   const samples = [];
   const pending = new Map();

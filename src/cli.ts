@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `arcbox-controller` command line (DESIGN §5): parses arguments, resolves the configuration and
+ * `arcbox-controller` command line (docs/design.md#cli): parses arguments, resolves the configuration and
  * hands over to a command. Usage and configuration errors print one message and exit 2.
  */
 import { parseArgs } from "node:util";
@@ -24,9 +24,14 @@ Usage:
   arcbox-controller --help | --version
 
 Options (flags beat environment, which beats the config file, which beats defaults):
-  -c, --config FILE           controller config (TOML); default /etc/arcbox/controller.toml if present
-  -d, --machines-dir DIR      machines directory (ARCBOX_MACHINES_DIR; default ~/.arcbox/machines)
-      --hooks-dir DIR         network hooks (ARCBOX_HOOKS_DIR; default /etc/arcbox/hooks/network.d)
+      --data-dir DIR          ArcBox's data directory, the root of every default below (ARCBOX_DATA_DIR;
+                              default ~/.arcbox, ~/.arcbox-dev with ARCBOX_PROFILE=development,
+                              /var/lib/arcbox without a home directory)
+  -c, --config FILE           controller config (TOML); default DATA_DIR/controller.toml if present
+  -d, --machines-dir DIR      machines directory (ARCBOX_MACHINES_DIR; default DATA_DIR/machines)
+      --hooks-dir DIR         network hooks (ARCBOX_HOOKS_DIR; default DATA_DIR/hooks/network.d); a
+                              directory named here must exist
+      --no-hooks              run no network hook on recovery
       --liveness MODE         daemon|pidfile|none: how to tell that a VM is alive (default daemon:
                               alive while the arcbox daemon holds run/daemon.lock)
       --listen HOST:PORT      metrics address for run (ARCBOX_LISTEN; default 127.0.0.1:9464)
@@ -38,7 +43,8 @@ Options (flags beat environment, which beats the config file, which beats defaul
   -o, --output FORMAT         table|json for get, text|json for reconcile
 
 Exit codes: 0 success; 1 a machine failed or a config is invalid (reconcile --dry-run: a machine
-would be recovered); 2 usage or configuration error; 130/143 reconcile interrupted by SIGINT/SIGTERM.
+would be recovered); 2 usage or configuration error (a named path that does not exist, another
+controller on the machines directory); 130/143 reconcile interrupted by SIGINT/SIGTERM.
 `;
 
 const COMMANDS = ["run", "reconcile", "get", "validate"] as const;
@@ -53,8 +59,10 @@ async function main(argv: string[]): Promise<number> {
       strict: true,
       options: {
         config: { type: "string", short: "c" },
+        "data-dir": { type: "string" },
         "machines-dir": { type: "string", short: "d" },
         "hooks-dir": { type: "string" },
+        "no-hooks": { type: "boolean" },
         liveness: { type: "string" },
         listen: { type: "string" },
         workers: { type: "string" },
@@ -97,8 +105,10 @@ async function main(argv: string[]): Promise<number> {
 
   const flags: ConfigFlags = {
     config: values.config,
+    dataDir: values["data-dir"],
     machinesDir: values["machines-dir"],
     hooksDir: values["hooks-dir"],
+    noHooks: values["no-hooks"],
     liveness: values.liveness,
     listen: values.listen,
     workers: values.workers,

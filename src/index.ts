@@ -10,7 +10,8 @@ export { discoverHooks, runHooks, HookError, HookRefusedError, type NetworkHook,
 export { WorkQueue, type WorkQueueOptions, type WorkQueueObserver, type ProcessResult } from "./controller/workqueue.js";
 export { Reconciler, ReconcileError, type ReconcileOutcome, type ReconcileRequestOptions, type MachineView } from "./controller/reconciler.js";
 export { Controller, type ControllerOptions } from "./controller/controller.js";
-export { reconcileOnce, MachinesDirMissingError, type PassSummary, type PassOptions } from "./controller/reconcile-pass.js";
+export { reconcileOnce, type PassSummary, type PassOptions } from "./controller/reconcile-pass.js";
+export { MachinesDirMissingError } from "./controller/machines-dir.js";
 export { loadConfig, defaultConfig, parseDuration, ConfigError, type ControllerConfig } from "./controller/config.js";
 export { acquireInstanceLock, LockHeldError, LockError, type InstanceLock } from "./host/instance-lock.js";
 export { ControllerMetrics } from "./metrics/controller-metrics.js";

@@ -1,5 +1,5 @@
 /**
- * The controller's logger (DESIGN §8): pino, one event per line, as JSON lines for journald and log
+ * The controller's logger (docs/design.md#logs): pino, one event per line, as JSON lines for journald and log
  * shippers or as readable lines (pino-pretty) for a person at a terminal, with the same content.
  */
 import { pino, type DestinationStream, type Logger } from "pino";

@@ -23,7 +23,7 @@ export function requireBuiltCli() {
 const cleanEnv = () => ({ PATH: process.env.PATH, HOME: process.env.HOME });
 
 /**
- * Writes a controller config file (DESIGN §6) at `path` from snake_case `settings` (strings,
+ * Writes a controller config file (docs/design.md#configuration) at `path` from snake_case `settings` (strings,
  * numbers, booleans) with JSON log lines, and returns `path`.
  */
 export function writeControllerConfig(path, settings) {
@@ -123,7 +123,7 @@ export async function waitSettled(service, reconciles, timeoutMs = 600_000) {
   for (;;) {
     const metrics = await service.metrics();
     const done = metrics.sum("arcbox_reconcile_total");
-    // In-flight work is read where the service exports it (DESIGN §7 does); an empty queue alone otherwise.
+    // In-flight work is read where the service exports it (docs/design.md#metrics does); an empty queue alone otherwise.
     const unfinished = metrics.sum("arcbox_workqueue_unfinished_work_seconds");
     if (done >= reconciles && metrics.sum("arcbox_workqueue_depth") === 0 && !(unfinished > 0)) return;
     if (performance.now() > deadline) throw new Error(`the service did not settle within ${timeoutMs / 1000} s (${done} of ${reconciles} reconciles)`);

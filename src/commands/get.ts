@@ -9,7 +9,7 @@ import { probeLiveness } from "../host/liveness.js";
 import { InvalidConfigError, MachineStore } from "../store/index.js";
 import { parseCreatedAt } from "../store/created-at.js";
 import { toJsonWithBigInts } from "../store/machine.js";
-import { listingFailure, missingDirectoryNote } from "./listing.js";
+import { hooksNote, listingFailure, missingDirectoryNote } from "./listing.js";
 
 /** One row of `get -o json`. */
 export interface MachineStatusRow {
@@ -83,6 +83,8 @@ export async function runGet(config: ControllerConfig, output: "table" | "json")
   }
   const note = rows.length === 0 ? await missingDirectoryNote(config.machinesDir) : null;
   if (note !== null) process.stderr.write(note);
+  const hooks = await hooksNote(config);
+  if (hooks !== null) process.stderr.write(hooks);
   const json = rows.map(({ reason: _reason, ...row }): MachineStatusRow => row);
   process.stdout.write(output === "json" ? `${toJsonWithBigInts(json, 2)}\n` : renderTable(rows, Date.now()));
   return 0;

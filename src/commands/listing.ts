@@ -4,7 +4,9 @@
  * but a mistyped path should not pass for an empty host).
  */
 import { stat } from "node:fs/promises";
-import { MachinesDirMissingError } from "../controller/reconcile-pass.js";
+import type { ControllerConfig } from "../controller/config.js";
+import { MachinesDirMissingError } from "../controller/machines-dir.js";
+import { checkHooksDirectoryTrust, HooksDirectoryError } from "../host/hooks.js";
 import { StoreError } from "../store/index.js";
 
 /** The line for a listing that failed; a StoreError's message already starts with the path it names. */
@@ -22,5 +24,25 @@ export async function missingDirectoryNote(machinesDir: string): Promise<string 
     return null;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === "ENOENT" ? `arcbox-controller: ${new MachinesDirMissingError(machinesDir).message}: no machines\n` : null;
+  }
+}
+
+/**
+ * The note for a hooks directory that recoveries could not use as configured, or null: the default
+ * one missing (recoveries would run no hook), or a named or untrusted one (`run` and `reconcile`
+ * would refuse to start). Never throws.
+ */
+export async function hooksNote(config: ControllerConfig): Promise<string | null> {
+  if (config.hooksDir === null) return null;
+  try {
+    await checkHooksDirectoryTrust(config.hooksDir);
+    return null;
+  } catch (error) {
+    if (!(error instanceof HooksDirectoryError)) return null;
+    if (error.code === "ENOENT" && config.hooksDirSource === null) {
+      return `arcbox-controller: note: no hooks directory: the default ${config.hooksDir} does not exist, so a recovery would run no network hook\n`;
+    }
+    const named = config.hooksDirSource === null ? "" : ` (named by ${config.hooksDirSource})`;
+    return `arcbox-controller: note: ${error.message}${named}: run and reconcile refuse to start\n`;
   }
 }

@@ -1,5 +1,5 @@
 /**
- * `arcbox-controller reconcile`: one full pass over every machine, then exit (DESIGN §5).
+ * `arcbox-controller reconcile`: one full pass over every machine, then exit (docs/design.md#cli).
  * Exit 0 when every machine converged, 1 when a reconcile failed or a config is invalid,
  * 2 on a usage or configuration error (another controller holding the lock, a machines directory
  * that is missing or unusable), 128+n when interrupted by signal n (130 SIGINT, 143 SIGTERM).

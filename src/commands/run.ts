@@ -1,12 +1,14 @@
 /**
- * `arcbox-controller run`: the service. Takes the single-instance lock, starts the metrics server,
- * then the controller; stops gracefully on SIGTERM/SIGINT within `shutdown_timeout` and exits 0.
+ * `arcbox-controller run`: the service. Checks the hooks directory, takes the single-instance lock,
+ * starts the metrics server, then the controller; stops gracefully on SIGTERM/SIGINT and exits 0,
+ * always within `shutdown_timeout` plus the hooks' kill grace (docs/design.md#shutdown).
  */
-import { mkdir } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { ControllerConfig } from "../controller/config.js";
-import { Controller } from "../controller/controller.js";
-import { acquireInstanceLock, LockHeldError, type InstanceLock } from "../host/instance-lock.js";
+import { Controller, directoryHookSupply, logHooksNotice } from "../controller/controller.js";
+import { MachinesDirMissingError, machinesDirState } from "../controller/machines-dir.js";
+import { DEFAULT_KILL_GRACE_MS, HooksDirectoryError, type DirectoryHookSupply } from "../host/hooks.js";
+import { instanceLock, LockHeldError, type InstanceLock } from "../host/instance-lock.js";
 import { createLogger } from "../log.js";
 import { ActivityLog } from "../metrics/activity.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
@@ -18,42 +20,57 @@ export async function runService(config: ControllerConfig): Promise<number> {
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   const metrics = new ControllerMetrics({ perMachineMetrics: config.perMachineMetrics, version: VERSION, daemonLiveness: config.liveness === "daemon" });
 
-  // The lock comes first: a second controller is refused naming the first, before anything else
-  // (such as the metrics port both would want) can fail.
+  // Everything that can refuse to start does so before anything is touched; the lock comes first
+  // of what is taken, so a second controller is refused naming the first before anything else (such
+  // as the metrics port both would want) can fail.
   if (!(await machinesDirTrusted(config, logger))) return 2;
-  let lock: InstanceLock;
+  const hooks = directoryHookSupply({ config, logger, metrics });
   try {
-    await mkdir(config.machinesDir, { recursive: true, mode: 0o755 });
-    lock = await acquireInstanceLock(config.machinesDir);
+    logHooksNotice(logger, await hooks.check());
   } catch (error) {
-    if (error instanceof LockHeldError) {
-      logger.fatal({ err: error.message, owner_pid: error.ownerPid }, "another controller is running");
-      process.stderr.write(`arcbox-controller: ${error.message}\n`);
-      return 2;
-    }
-    const code = (error as NodeJS.ErrnoException).code;
-    // What mkdir's EEXIST and ENOTDIR mean here.
-    const reason =
-      code === "EEXIST" ? "it exists and is not a directory" : code === "ENOTDIR" ? "a path above it is not a directory" : (error as Error).message;
-    logger.fatal({ err: reason, machines_dir: config.machinesDir }, "cannot use the machines directory");
-    process.stderr.write(`arcbox-controller: cannot use the machines directory ${config.machinesDir}: ${reason}\n`);
-    return 2;
+    if (!(error instanceof HooksDirectoryError)) throw error;
+    return refuse(logger, error.message, "cannot use the hooks directory", { hooks_dir: config.hooksDir });
+  }
+  const lock = instanceLock(config.machinesDir);
+  try {
+    // A missing directory is waited for (the controller says so); the lock is taken once it appears.
+    if ((await machinesDirState(config.machinesDir)) === "directory") await lock.ensure();
+  } catch (error) {
+    if (error instanceof LockHeldError) return refuse(logger, error.message, "another controller is running", { owner_pid: error.ownerPid });
+    const message = error instanceof MachinesDirMissingError ? error.message : `cannot use the machines directory ${config.machinesDir}: ${(error as Error).message}`;
+    return refuse(logger, message, "cannot use the machines directory", { machines_dir: config.machinesDir });
   }
   if (lock.pidWriteError !== undefined) {
     logger.warn({ path: lock.path, code: lock.pidWriteError }, "holding the single-instance lock, but could not record this process's pid in it");
   }
   try {
-    return await serve(config, logger, metrics, lock);
+    return await serve(config, logger, metrics, lock, hooks);
   } finally {
     lock.release();
   }
 }
 
-async function serve(config: ControllerConfig, logger: Logger, metrics: ControllerMetrics, instanceLock: InstanceLock): Promise<number> {
+/** Refuses to start: the reason in the log and on stderr; exit status 2. */
+function refuse(logger: Logger, message: string, msg: string, fields: Record<string, unknown>): number {
+  logger.fatal({ err: message, ...fields }, msg);
+  process.stderr.write(`arcbox-controller: ${message}\n`);
+  return 2;
+}
+
+/** Why the service stops: a signal, or a problem it cannot go on with (another controller took the lock). */
+type StopReason = { signal: NodeJS.Signals } | { fatal: Error };
+
+async function serve(
+  config: ControllerConfig,
+  logger: Logger,
+  metrics: ControllerMetrics,
+  instanceLock: InstanceLock,
+  hooks: DirectoryHookSupply,
+): Promise<number> {
   const activity = new ActivityLog();
-  const controller = new Controller({ config, logger, metrics, instanceLock, activity });
-  let stopRequested: (signal: string) => void = () => undefined;
-  const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
+  let stopRequested: (reason: StopReason) => void = () => undefined;
+  const stopped = new Promise<StopReason>((resolve) => (stopRequested = resolve));
+  const controller = new Controller({ config, logger, metrics, instanceLock, activity, hooks, onFatal: (fatal) => stopRequested({ fatal }) });
   // The first SIGTERM/SIGINT stops gracefully. A second one (not within a second of the first: a
   // terminal's Ctrl-C reaches both `npm start` and us, and npm forwards it again) stops running hooks
   // at once; the process still waits for them to die, so no hook is left behind, then exits 130.
@@ -63,24 +80,26 @@ async function serve(config: ControllerConfig, logger: Logger, metrics: Controll
     if (firstSignalAt === 0) {
       firstSignalAt = Date.now();
       logger.info({ signal }, "shutting down");
-      stopRequested(signal);
+      stopRequested({ signal });
     } else if (!forced && Date.now() - firstSignalAt > 1000) {
       forced = true;
       logger.warn({ signal }, "second signal: stopping running hooks now");
       controller.abortInFlight();
     }
   };
-  // SIGHUP, which daemons take as "reload": every machine and the hooks directory are looked at again.
+  // SIGHUP, which daemons take as "reload": every machine is looked at now, failed ones included.
   const onHangup = () => {
-    logger.info({ signal: "SIGHUP" }, "looking at every machine and the hooks again");
-    controller.resyncNow();
+    void controller.resyncNow().then(
+      ({ queued, retried }) => logger.info({ signal: "SIGHUP", machines: queued, retried_early: retried }, "looking at every machine now"),
+      (error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"),
+    );
   };
   // Installed before the `listening` line: from then on a signal always means a graceful stop.
   process.on("SIGTERM", onSignal).on("SIGINT", onSignal).on("SIGHUP", onHangup);
   try {
     let server;
     try {
-      server = await startMetricsServer({ listen: config.listen, metrics, health: controller, logger, activity });
+      server = await startMetricsServer({ listen: config.listen, metrics, health: controller, logger, activity, notices: () => hookNotices(controller) });
     } catch (error) {
       logger.fatal({ err: (error as Error).message, listen: config.listen }, "cannot serve metrics");
       // A MetricsServerError already names the address.
@@ -95,10 +114,24 @@ async function serve(config: ControllerConfig, logger: Logger, metrics: Controll
   }
 }
 
+/** What the landing page should point out about the hooks: recoveries that run none although nobody chose that. */
+function hookNotices(controller: Controller): string[] {
+  const status = controller.hooksStatus();
+  return status?.warning ? [`Network hooks: ${status.text}`] : [];
+}
+
+/**
+ * The longest a stop may take: in-flight reconciles get `shutdown_timeout`, then their hooks get
+ * SIGTERM and, after this grace, SIGKILL.
+ */
+const STOP_GRACE_MS = DEFAULT_KILL_GRACE_MS;
+/** After a clean stop the process ends by itself; if something still holds it, it is ended this soon. */
+const EXIT_BACKSTOP_MS = 1000;
+
 async function runUntilStopped(
   controller: Controller,
   server: MetricsServer,
-  stopped: Promise<string>,
+  stopped: Promise<StopReason>,
   { logger, shutdownTimeoutMs }: { logger: Logger; shutdownTimeoutMs: number },
   forced: () => boolean,
 ): Promise<number> {
@@ -108,13 +141,30 @@ async function runUntilStopped(
     await server.close(shutdownTimeoutMs);
     logger.fatal({ err: (error as Error).message }, "cannot start");
     process.stderr.write(`arcbox-controller: cannot start: ${(error as Error).message}\n`);
-    return 1;
+    return error instanceof HooksDirectoryError || error instanceof LockHeldError ? 2 : 1;
   }
 
-  await stopped;
+  const reason = await stopped;
+  const deadline = Date.now() + shutdownTimeoutMs + STOP_GRACE_MS;
+  const watchdog = exitAt(deadline, 1, () => logger.error({ shutdown_timeout_ms: shutdownTimeoutMs }, "the stop did not finish in time; exiting now"));
   const drained = await controller.stop();
   // Whatever the clients do (idle connections, a request never finished), this ends in time.
-  await server.close(shutdownTimeoutMs);
+  await server.close(Math.max(0, deadline - Date.now() - 100));
+  clearTimeout(watchdog);
   logger.info({ drained }, "stopped");
-  return forced() ? 130 : 0;
+  const code = "fatal" in reason ? (reason.fatal instanceof LockHeldError ? 2 : 1) : forced() ? 130 : 0;
+  if ("fatal" in reason) process.stderr.write(`arcbox-controller: ${reason.fatal.message}\n`);
+  // Nothing should keep the process alive now; if something does, it must not keep a service manager waiting.
+  exitAt(Date.now() + EXIT_BACKSTOP_MS, code, () =>
+    logger.warn({ resources: process.getActiveResourcesInfo() }, "still running after the stop; exiting"),
+  );
+  return code;
+}
+
+/** Ends the process with `code` at `time` unless it has ended by then (the timer does not keep it alive). */
+function exitAt(time: number, code: number, before: () => void): NodeJS.Timeout {
+  return setTimeout(() => {
+    before();
+    process.exit(code);
+  }, Math.max(0, time - Date.now())).unref();
 }

@@ -1,15 +1,16 @@
 /**
- * The controller's configuration (DESIGN §6): defaults, the TOML config file, environment and flags.
- * Precedence: flags beat environment, which beats the config file, which beats defaults.
- * Every problem is a `ConfigError` whose message names the source (file:line, variable or flag).
+ * The controller's configuration (docs/design.md#configuration): defaults, the TOML config file,
+ * environment and flags. Precedence: flags beat environment, which beats the config file, which beats
+ * defaults. Every default path lies under ArcBox's data directory (./data-dir.ts). Every problem is a
+ * `ConfigError` whose message names the source (file:line, variable or flag).
  */
 import { readFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { parseListenAddress } from "../metrics/listen-address.js";
 import { describeTomlValue } from "../store/schema.js";
 import { locate, parseToml, TomlSyntaxError, type TomlSource } from "../store/toml-document.js";
+import { arcboxDataDir, DATA_DIR_VARIABLE, homeDirectory, passwdHomeDirectory, type DataDirChoice } from "./data-dir.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -23,8 +24,18 @@ export const MAX_DURATION_MS = 2 ** 31 - 1;
 
 /** The resolved configuration. Durations are in milliseconds; paths are absolute. */
 export interface ControllerConfig {
+  /** ArcBox's data directory: the root every default path lies under. */
+  dataDir: string;
   machinesDir: string;
-  hooksDir: string;
+  /** Who named `machinesDir` (`option --machines-dir`, `…/controller.toml:3` …), or null for the default. */
+  machinesDirSource: string | null;
+  /** The network hooks directory, or null: no hooks, by choice (`hooks_dir = ""`, `--no-hooks`). */
+  hooksDir: string | null;
+  /**
+   * Who named `hooksDir` (or chose no hooks), or null when it is the default under `dataDir`. A named
+   * directory must exist; the default may be missing (a new host), and then recoveries run no hook.
+   */
+  hooksDirSource: string | null;
   liveness: Liveness;
   /**
    * The arcbox daemon's lock file (`liveness = "daemon"`): the daemon holds a `flock` on it while it
@@ -62,14 +73,9 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
-export const DEFAULT_CONFIG_FILE = "/etc/arcbox/controller.toml";
-
-/**
- * The config files read when `--config` is not given: the first that exists. On macOS, where the
- * controller is a per-user launchd agent beside arcbox's own, `~/.arcbox/controller.toml` comes first.
- */
-export function defaultConfigFiles(platform: NodeJS.Platform = process.platform): string[] {
-  return platform === "darwin" ? [join(homedir(), ".arcbox", "controller.toml"), DEFAULT_CONFIG_FILE] : [DEFAULT_CONFIG_FILE];
+/** The controller's config file in a data directory: read when `--config` is not given and it exists. */
+export function defaultConfigFile(dataDir: string): string {
+  return join(dataDir, "controller.toml");
 }
 
 /** `run/daemon.lock` beside the machines directory: where arcbox's daemon keeps its lock. */
@@ -77,15 +83,24 @@ export function defaultDaemonLock(machinesDir: string): string {
   return join(dirname(resolve(machinesDir)), "run", "daemon.lock");
 }
 
+/** The hooks directory's default under a data directory. */
+export function defaultHooksDir(dataDir: string): string {
+  return join(dataDir, "hooks", "network.d");
+}
+
 /**
- * Defaults of DESIGN §6. `machinesDir` follows arcbox (`~/.arcbox/machines`). On macOS, where
- * arcbox keeps everything per user, the hooks default to `~/.arcbox/hooks/network.d`.
+ * The defaults of docs/design.md#configuration for a data directory (default: arcbox's own for this
+ * process's environment): machines, hooks and the daemon's lock under it.
  */
-export function defaultConfig(platform: NodeJS.Platform = process.platform): ControllerConfig {
-  const machinesDir = join(homedir(), ".arcbox", "machines");
+export function defaultConfig(dataDir: string = arcboxDataDir(process.env).path): ControllerConfig {
+  const root = resolve(dataDir);
+  const machinesDir = join(root, "machines");
   return {
+    dataDir: root,
     machinesDir,
-    hooksDir: platform === "darwin" ? join(homedir(), ".arcbox", "hooks", "network.d") : "/etc/arcbox/hooks/network.d",
+    machinesDirSource: null,
+    hooksDir: defaultHooksDir(root),
+    hooksDirSource: null,
     liveness: "daemon",
     daemonLock: defaultDaemonLock(machinesDir),
     daemonPollIntervalMs: 1000,
@@ -164,12 +179,16 @@ const pidFileText = z
   .regex(/^[^/\0]+$/, "must be a file name inside the machine directory, without '/'")
   .refine((name) => name !== "." && name !== "..", "must be a file name, not '.' or '..'");
 
+const pathText = z.string(expecting("a string")).min(1, "must not be empty");
+
 /** The TOML file's schema: strict, so a misspelt key is an error rather than silently ignored. */
 const fileSchema = z.strictObject({
-  machines_dir: z.string(expecting("a string")).min(1, "must not be empty").optional(),
-  hooks_dir: z.string(expecting("a string")).min(1, "must not be empty").optional(),
+  data_dir: pathText.optional(),
+  machines_dir: pathText.optional(),
+  // "" is a choice: no hooks.
+  hooks_dir: z.string(expecting("a string")).optional(),
   liveness: z.enum(LIVENESS_MODES).optional(),
-  daemon_lock: z.string(expecting("a string")).min(1, "must not be empty").optional(),
+  daemon_lock: pathText.optional(),
   daemon_poll_interval: durationText.refine((ms) => ms >= 10, { message: "must be at least 10ms" }).optional(),
   pid_file: pidFileText.optional(),
   workers: z.bigint(expecting("an integer")).min(1n, "must be from 1 to 256").max(256n, "must be from 1 to 256").transform(Number).optional(),
@@ -185,11 +204,19 @@ const fileSchema = z.strictObject({
   allow_untrusted_machines_dir: z.boolean(expecting("true or false")).optional(),
 });
 
+type FileSettings = z.infer<typeof fileSchema>;
+
+/** The keys a config file may hold, in the order of the documentation. */
+export const CONFIG_KEYS: readonly string[] = Object.keys(fileSchema.shape);
+
 /** Options given on the command line; `undefined` means not given. */
 export interface ConfigFlags {
   config?: string;
+  dataDir?: string;
   machinesDir?: string;
   hooksDir?: string;
+  /** `--no-hooks`: recoveries run no network hook (not together with `hooksDir`). */
+  noHooks?: boolean;
   liveness?: string;
   listen?: string;
   workers?: string;
@@ -197,35 +224,61 @@ export interface ConfigFlags {
   logFormat?: string;
 }
 
+/** What the defaults depend on besides the flags: the environment and the user's home directory. */
+export interface ConfigHost {
+  /** Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** The home directory the password database gives this user (used when `HOME` is unset); default os.userInfo(). */
+  passwdHome?: () => string | undefined;
+}
+
+/** A setting's value, as the config file names it, with where it was found. */
+interface FilePath {
+  path: string;
+  source: string;
+}
+
 /**
- * Resolves the configuration from defaults, the config file (`flags.config`, else the first of
- * {@link defaultConfigFiles} that exists), the environment and the flags. `daemonLock` follows the
- * final `machinesDir` unless set explicitly. Throws `ConfigError` for an unreadable or invalid file,
- * or a bad value in any source.
+ * Resolves the configuration from defaults, the config file (`flags.config`, else `controller.toml`
+ * in the data directory when it exists), the environment and the flags. The data directory is the
+ * flag's, else `ARCBOX_DATA_DIR`, else the file's `data_dir`, else arcbox's default (see
+ * ./data-dir.ts); the machines and hooks directories default under it, and `daemonLock` to
+ * `run/daemon.lock` beside the machines directory. Throws `ConfigError` for an unreadable or invalid
+ * file, a bad value in any source, an unknown `ARCBOX_PROFILE` when it is needed, or `--no-hooks`
+ * with `--hooks-dir`.
  */
-export async function loadConfig(
-  flags: ConfigFlags,
-  env: NodeJS.ProcessEnv = process.env,
-  platform: NodeJS.Platform = process.platform,
-): Promise<ControllerConfig> {
-  const config = defaultConfig(platform);
-  let explicitDaemonLock: string | undefined;
-  const candidates = flags.config !== undefined ? [flags.config] : defaultConfigFiles(platform);
-  for (const file of candidates) {
-    let text: string;
+export async function loadConfig(flags: ConfigFlags, host: ConfigHost = {}): Promise<ControllerConfig> {
+  const env = host.env ?? process.env;
+  const passwdHome = host.passwdHome ?? passwdHomeDirectory;
+  if (flags.noHooks && flags.hooksDir !== undefined) throw new ConfigError("options --no-hooks and --hooks-dir exclude each other");
+  if (flags.dataDir === "") throw new ConfigError("option --data-dir: must not be empty");
+  const arcboxDefault = (): DataDirChoice => {
     try {
-      text = await readFile(file, "utf8");
+      return arcboxDataDir(env, passwdHome);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (flags.config === undefined && code === "ENOENT") continue;
-      throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`);
+      throw new ConfigError(`environment variable ARCBOX_PROFILE: ${(error as Error).message}`);
     }
-    explicitDaemonLock = applyFile(config, file, text);
-    config.configFile = resolve(file);
-    break;
+  };
+  const envDataDir = env[DATA_DIR_VARIABLE] === "" ? undefined : env[DATA_DIR_VARIABLE];
+  const early = flags.dataDir ?? envDataDir;
+
+  // The default config file is the data directory's, as far as it is known before the file is read.
+  const fileName = flags.config ?? defaultConfigFile(resolve(early ?? arcboxDefault().path));
+  const file = await readConfigFile(fileName, flags.config !== undefined, () => homeDirectory(env, passwdHome));
+
+  const dataDir = resolve(early ?? file?.paths.data_dir?.path ?? arcboxDefault().path);
+  const config = defaultConfig(dataDir);
+  if (file) {
+    applySettings(config, file.settings);
+    config.configFile = resolve(fileName);
   }
 
-  const fromEnv: Array<[string, keyof ConfigFlags]> = [
+  const machinesDir = file?.paths.machines_dir;
+  if (machinesDir) [config.machinesDir, config.machinesDirSource] = [machinesDir.path, machinesDir.source];
+  const hooksDir = file?.paths.hooks_dir;
+  if (hooksDir) [config.hooksDir, config.hooksDirSource] = [hooksDir.path === "" ? null : hooksDir.path, hooksDir.source];
+
+  const fromEnv: Array<[string, keyof typeof FLAG_NAMES]> = [
     ["ARCBOX_MACHINES_DIR", "machinesDir"],
     ["ARCBOX_HOOKS_DIR", "hooksDir"],
     ["ARCBOX_LISTEN", "listen"],
@@ -234,28 +287,46 @@ export async function loadConfig(
     const value = env[variable];
     if (value !== undefined && value !== "") applyValue(config, key, value, `environment variable ${variable}`);
   }
-  const flagNames: Record<keyof ConfigFlags, string> = {
-    config: "--config",
-    machinesDir: "--machines-dir",
-    hooksDir: "--hooks-dir",
-    liveness: "--liveness",
-    listen: "--listen",
-    workers: "--workers",
-    logLevel: "--log-level",
-    logFormat: "--log-format",
-  };
-  for (const key of Object.keys(flagNames) as Array<keyof ConfigFlags>) {
+  for (const key of Object.keys(FLAG_NAMES) as Array<keyof typeof FLAG_NAMES>) {
     const value = flags[key];
-    if (key !== "config" && value !== undefined) applyValue(config, key, value, `option ${flagNames[key]}`);
+    if (value !== undefined) applyValue(config, key, value, `option ${FLAG_NAMES[key]}`);
   }
+  if (flags.noHooks) [config.hooksDir, config.hooksDirSource] = [null, "option --no-hooks"];
   config.machinesDir = resolve(config.machinesDir);
-  config.hooksDir = resolve(config.hooksDir);
-  config.daemonLock = explicitDaemonLock ?? defaultDaemonLock(config.machinesDir);
+  if (config.hooksDir !== null) config.hooksDir = resolve(config.hooksDir);
+  config.daemonLock = file?.paths.daemon_lock?.path ?? defaultDaemonLock(config.machinesDir);
   return config;
 }
 
-/** Returns the file's `daemon_lock` (resolved) when it sets one. */
-function applyFile(config: ControllerConfig, file: string, text: string): string | undefined {
+/** The flags that set a value, with their names for messages. */
+const FLAG_NAMES = {
+  machinesDir: "--machines-dir",
+  hooksDir: "--hooks-dir",
+  liveness: "--liveness",
+  listen: "--listen",
+  workers: "--workers",
+  logLevel: "--log-level",
+  logFormat: "--log-format",
+} as const;
+
+/** A config file's settings, and its paths resolved (relative to the file; `~/` to the home directory) with where each is. */
+interface ConfigFileContents {
+  settings: FileSettings;
+  paths: Partial<Record<"data_dir" | "machines_dir" | "hooks_dir" | "daemon_lock", FilePath>>;
+}
+
+/**
+ * Reads and checks a config file. Returns null when `file` does not exist and nobody named it; throws
+ * ConfigError when it cannot be read or is invalid.
+ */
+async function readConfigFile(file: string, named: boolean, home: () => string | undefined): Promise<ConfigFileContents | null> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    if (!named && (error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`);
+  }
   let raw: unknown;
   let source: TomlSource;
   try {
@@ -269,18 +340,36 @@ function applyFile(config: ControllerConfig, file: string, text: string): string
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const key = issue.code === "unrecognized_keys" ? issue.keys[0]! : String(issue.path[0] ?? "");
-    const where = locateKey(source, key);
     const reason =
-      issue.code === "unrecognized_keys"
-        ? `unknown key "${key}" (known: ${Object.keys(fileSchema.shape).join(", ")})`
-        : `${key}: ${describeIssue(issue)}`;
-    throw new ConfigError(`${file}${where}: ${reason}`);
+      issue.code === "unrecognized_keys" ? `unknown key "${key}" (known: ${CONFIG_KEYS.join(", ")})` : `${key}: ${describeIssue(issue)}`;
+    throw new ConfigError(`${file}${locateKey(source, key)}: ${reason}`);
   }
-  const v = result.data;
-  const dir = resolve(file, "..");
-  const path = (p: string): string => (isAbsolute(p) ? p : resolve(dir, p));
-  if (v.machines_dir !== undefined) config.machinesDir = path(v.machines_dir);
-  if (v.hooks_dir !== undefined) config.hooksDir = path(v.hooks_dir);
+  const settings = result.data;
+  if (settings.resync_interval !== undefined && settings.resync_interval < 1000) {
+    throw new ConfigError(`${file}${locateKey(source, "resync_interval")}: resync_interval: must be at least 1s`);
+  }
+  const paths: ConfigFileContents["paths"] = {};
+  for (const key of ["data_dir", "machines_dir", "hooks_dir", "daemon_lock"] as const) {
+    const value = settings[key];
+    if (value === undefined) continue;
+    const where = `${file}${locateKey(source, key)}`;
+    paths[key] = { path: value === "" ? "" : filePath(value, dirname(resolve(file)), home, where, key), source: where };
+  }
+  return { settings, paths };
+}
+
+/** A path of the config file, absolute: `~/x` in the home directory, a relative one beside the file. */
+function filePath(value: string, fileDir: string, home: () => string | undefined, where: string, key: string): string {
+  if (value === "~" || value.startsWith("~/")) {
+    const dir = home();
+    if (dir === undefined) throw new ConfigError(`${where}: ${key}: ${JSON.stringify(value)} names the home directory, but this user has none`);
+    return join(dir, value.slice(1));
+  }
+  return isAbsolute(value) ? value : resolve(fileDir, value);
+}
+
+/** Applies a config file's settings but its paths (the caller applies those, with their sources). */
+function applySettings(config: ControllerConfig, v: FileSettings): void {
   if (v.liveness !== undefined) config.liveness = v.liveness;
   if (v.daemon_poll_interval !== undefined) config.daemonPollIntervalMs = v.daemon_poll_interval;
   if (v.pid_file !== undefined) config.pidFile = v.pid_file;
@@ -295,8 +384,6 @@ function applyFile(config: ControllerConfig, file: string, text: string): string
   if (v.log_level !== undefined) config.logLevel = v.log_level;
   if (v.log_format !== undefined) config.logFormat = v.log_format;
   if (v.allow_untrusted_machines_dir !== undefined) config.allowUntrustedMachinesDir = v.allow_untrusted_machines_dir;
-  if (config.resyncIntervalMs < 1000) throw new ConfigError(`${file}${locateKey(source, "resync_interval")}: resync_interval: must be at least 1s`);
-  return v.daemon_lock === undefined ? undefined : path(v.daemon_lock);
 }
 
 /** A schema issue in TOML's terms, with the value found (zod's own messages speak of JavaScript types). */
@@ -312,12 +399,15 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   }
 }
 
-function applyValue(config: ControllerConfig, key: keyof ConfigFlags, value: string, source: string): void {
+function applyValue(config: ControllerConfig, key: keyof typeof FLAG_NAMES, value: string, source: string): void {
   switch (key) {
     case "machinesDir":
-    case "hooksDir":
       if (value === "") throw new ConfigError(`${source}: must not be empty`);
-      config[key] = value;
+      [config.machinesDir, config.machinesDirSource] = [value, source];
+      return;
+    case "hooksDir":
+      if (value === "") throw new ConfigError(`${source}: must not be empty (to run without hooks, use --no-hooks or hooks_dir = "")`);
+      [config.hooksDir, config.hooksDirSource] = [value, source];
       return;
     case "liveness":
       if (!(LIVENESS_MODES as readonly string[]).includes(value)) {
@@ -351,8 +441,6 @@ function applyValue(config: ControllerConfig, key: keyof ConfigFlags, value: str
         throw new ConfigError(`${source}: invalid value "${value}" (expected json or pretty)`);
       }
       config.logFormat = value as LogFormat;
-      return;
-    case "config":
       return;
   }
 }

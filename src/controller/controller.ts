@@ -1,8 +1,7 @@
 /**
- * The controller's lifecycle (DESIGN §2): lock, sweep, watch, list, queue, reconcile, resync and a
- * graceful stop. Data flows one way: sources → work queue → reconciler → store / metrics.
+ * The controller's lifecycle (docs/design.md#reconcile): lock, sweep, watch, list, queue, reconcile,
+ * resync and a graceful stop. Data flows one way: sources → work queue → reconciler → store / metrics.
  */
-import { mkdir } from "node:fs/promises";
 import { basename } from "node:path";
 import type { Logger } from "pino";
 import { MachineStore, type Revision, type StoreIoError } from "../store/index.js";
@@ -10,13 +9,13 @@ import type { ActivityLog, FailureDetails } from "../metrics/activity.js";
 import type { ControllerMetrics } from "../metrics/controller-metrics.js";
 import type { HealthCheck } from "../metrics/http-server.js";
 import type { ControllerConfig } from "./config.js";
-import { cachedHookDiscovery, HookError, skipReasonForName, type NetworkHook } from "../host/hooks.js";
-import { acquireInstanceLock, type InstanceLock } from "../host/instance-lock.js";
+import { DEFAULT_KILL_GRACE_MS, DirectoryHookSupply, fixedHooks, HookError, skipReasonForName, type HookSupply, type HooksNotice, type HooksStatus, type NetworkHook } from "../host/hooks.js";
+import { instanceLock, LockHeldError, type InstanceLock, type LockState } from "../host/instance-lock.js";
 import type { LivenessOptions } from "../host/liveness.js";
 import { defaultProcessTable } from "../host/process-table.js";
 import type { DaemonStatus } from "../host/daemon-probe.js";
 import { Reconciler, ReconcileError, type MachineView, type ReconcileObserver } from "./reconciler.js";
-import { listMachineNames, startResync, watchDaemon, watchMachines, type DaemonWatch, type MachinesWatch } from "./sources.js";
+import { listMachineNames, startResync, watchDaemon, watchMachines, type DaemonWatch, type MachinesWatch, type RewatchReason } from "./sources.js";
 import { WorkQueue, type ProcessResult } from "./workqueue.js";
 
 export interface ControllerOptions {
@@ -24,15 +23,22 @@ export interface ControllerOptions {
   logger: Logger;
   metrics: ControllerMetrics;
   /**
-   * In-process hooks (library use). When given they replace the executables of `hooks_dir`;
-   * they run in this order.
+   * In-process hooks (library use), run in this order; or the supply of the executables of
+   * `hooks_dir`, already checked by the caller. Without it, `start` checks `hooks_dir` itself.
    */
-  hooks?: NetworkHook[];
+  hooks?: NetworkHook[] | DirectoryHookSupply;
   /**
-   * The single-instance lock, already taken by the caller (who releases it). Without it, `start`
-   * takes the lock and `stop` releases it.
+   * The single-instance lock, made (and possibly taken) by the caller, who releases it. Without it,
+   * `start` takes the lock and `stop` releases it. Either way the controller takes it again when the
+   * machines directory is replaced or appears.
    */
   instanceLock?: InstanceLock;
+  /**
+   * Told when the controller cannot go on: another controller took the lock of a machines directory
+   * that replaced this one's (a LockHeldError), or the lock could not be taken there. The caller
+   * should stop it. Nothing more is reconciled meanwhile.
+   */
+  onFatal?: (error: Error) => void;
   /** Where recoveries, failures, invalid configs and the daemon's ups and downs are recorded for the landing page. */
   activity?: ActivityLog;
 }
@@ -48,6 +54,13 @@ const BULK_RECOVERY_MIN_RUNNING = 100;
 /** The watcher's health detail during a pause (healthy: every machine is queued, and looked at again after). */
 const PAUSED_DETAIL = "paused while the machines are recovered (the arcbox daemon is down)";
 
+/**
+ * How long stop() waits for the hooks it stops at the end of `shutdown_timeout`: just under their
+ * SIGTERM-to-SIGKILL grace, so that a whole stop fits in `shutdown_timeout` plus that grace (a hook
+ * that ignored SIGTERM gets its SIGKILL as the process ends).
+ */
+const KILLED_HOOKS_WAIT_MS = DEFAULT_KILL_GRACE_MS - 250;
+
 /** Watch errors after which events are no longer delivered: the process should be restarted. */
 const FATAL_WATCH_ERRORS = new Set(["ENOSPC", "EMFILE", "ENFILE"]);
 
@@ -56,8 +69,12 @@ export class Controller {
   private readonly reconciler: Reconciler;
   private readonly queue: WorkQueue;
   private readonly abort = new AbortController();
-  private lock: InstanceLock | null = null;
-  private ownsLock = false;
+  private readonly lock: InstanceLock;
+  private readonly ownsLock: boolean;
+  /** Set once the lock was lost to another controller (or could not be taken): nothing more is reconciled. */
+  private lockFailure: Error | null = null;
+  /** The lock's generation whose directory was swept of leftover temp files. */
+  private sweptGeneration = 0;
   private watcher: MachinesWatch | null = null;
   private daemon: DaemonWatch | null = null;
   /** The last unexpected daemon-probe error logged, so a lasting one is logged once, not every poll. */
@@ -74,12 +91,25 @@ export class Controller {
   private readonly failedRevisions = new Map<string, Revision>();
   private stopping = false;
 
-  private readonly hooks: () => Promise<NetworkHook[]>;
+  private readonly hooks: HookSupply;
+  /** The executable hooks' supply, when hooks come from a directory: `start` checks it unless the caller did. */
+  private readonly directoryHooks: { supply: DirectoryHookSupply; checked: boolean } | null;
 
   constructor(private readonly options: ControllerOptions) {
     const { config, metrics } = options;
     this.store = new MachineStore({ dir: config.machinesDir });
-    this.hooks = hookSource(options);
+    const given = options.hooks;
+    if (Array.isArray(given)) {
+      metrics.knownHooks(given.map((hook) => hook.name));
+      this.hooks = fixedHooks(given);
+      this.directoryHooks = null;
+    } else {
+      const supply = given ?? directoryHookSupply(options);
+      this.hooks = supply;
+      this.directoryHooks = { supply, checked: given !== undefined };
+    }
+    this.lock = options.instanceLock ?? instanceLock(config.machinesDir);
+    this.ownsLock = options.instanceLock === undefined;
     this.reconciler = new Reconciler({
       store: this.store,
       hooks: this.hooks,
@@ -98,31 +128,26 @@ export class Controller {
   }
 
   /**
-   * Starts the controller: creates the machines directory if needed, takes the single-instance lock
-   * unless given one (throws `LockHeldError` if another controller holds it), removes the store's
-   * leftover temp files, starts probing the daemon (with `liveness = "daemon"`) and watching, and
-   * queues every machine. With the daemon down and at least 100 machines, the watch starts only once
+   * Starts the controller: checks the hooks directory unless the caller did (throws
+   * `HooksDirectoryError` when a named one cannot be used), takes the single-instance lock (throws
+   * `LockHeldError` if another controller holds it), removes the store's leftover temp files, starts
+   * probing the daemon (with `liveness = "daemon"`) and watching, and queues every machine. A machines
+   * directory that does not exist is waited for (the watcher's health check fails meanwhile), then
+   * locked and reconciled. With the daemon down and at least 100 machines, the watch starts only once
    * every one has been taken up (or the daemon is up), then queues every machine again. Resolves
    * when the controller is ready.
    */
   async start(): Promise<void> {
     const { config, logger, metrics } = this.options;
-    if (this.options.instanceLock) {
-      this.lock = this.options.instanceLock;
-    } else {
-      await mkdir(config.machinesDir, { recursive: true, mode: 0o755 });
-      this.lock = await acquireInstanceLock(config.machinesDir);
-      this.ownsLock = true;
+    if (this.directoryHooks && !this.directoryHooks.checked) {
+      logHooksNotice(logger, await this.directoryHooks.supply.check());
+      this.directoryHooks.checked = true;
     }
-    const swept = await this.store.sweepTempFiles({ onProblem: (problem) => logSweepProblem(logger, problem) });
-    for (const path of swept) logger.info({ path }, "removed leftover temp file");
-
-    // Look at the hooks once now: their metrics series exist from start-up, and a hook that would be
-    // skipped or cannot be read is reported before it is needed.
-    try {
-      await this.hooks();
-    } catch (error) {
-      logger.error({ err: (error as Error).message, hooks_dir: config.hooksDir }, "cannot read the network hooks");
+    if ((await this.lock.ensure()) === "missing") {
+      logger.warn({ machines_dir: config.machinesDir }, "the machines directory does not exist; waiting for it to appear");
+    } else {
+      this.sweptGeneration = this.lock.generation;
+      await this.sweep();
     }
 
     this.heartbeat = setInterval(() => (this.lastHeartbeat = Date.now()), 1000);
@@ -170,11 +195,7 @@ export class Controller {
         if (FATAL_WATCH_ERRORS.has(code)) this.watcherFailure = `${code}: ${error.message}`;
         logger.error({ err: error.message, code }, "file watch error");
       },
-      onRewatch: (why) => {
-        if (why === "replaced") logger.warn({ machines_dir: config.machinesDir }, "the machines directory was replaced; watching the new one and looking at every machine");
-        else logger.info({ machines_dir: config.machinesDir }, "watching config files again; looking at every machine");
-        void this.enqueueAll(false).catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
-      },
+      onRewatch: (why) => this.rewatched(why),
     });
     if (deferWatch) logger.info({ machines: listed.length }, "the arcbox daemon is down: recovering the machines before watching config files");
     await this.enqueueAll(true, deferWatch ? listed : undefined);
@@ -188,31 +209,33 @@ export class Controller {
       }
     });
     logger.info(
-      { machines_dir: config.machinesDir, hooks_dir: config.hooksDir, liveness: config.liveness, workers: config.workers },
+      { data_dir: config.dataDir, machines_dir: config.machinesDir, hooks_dir: config.hooksDir, liveness: config.liveness, workers: config.workers },
       "controller started",
     );
   }
 
   /**
    * Stops gracefully: readiness fails, watching and resync stop, in-flight reconciles finish within
-   * `shutdown_timeout` (then running hooks are killed; no file is ever half-written because every
-   * write is a rename), and the lock is released. Resolves whether in-flight work drained in time.
+   * `shutdown_timeout` from the call (then running hooks are stopped, and waited for a little under
+   * their kill grace; no file is ever half-written because every write is a rename), and the lock is
+   * released. Resolves whether in-flight work drained in time.
    */
   async stop(): Promise<boolean> {
     if (this.stopping) return true;
     this.stopping = true;
+    const started = Date.now();
     const { config, logger } = this.options;
     this.resync?.stop();
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.daemon?.close();
     await this.watcher?.close();
-    const drained = await this.queue.shutDown({ timeoutMs: config.shutdownTimeoutMs });
+    const drained = await this.queue.shutDown({ timeoutMs: Math.max(0, config.shutdownTimeoutMs - (Date.now() - started)) });
     if (!drained) {
       logger.warn({ shutdown_timeout_ms: config.shutdownTimeoutMs }, "in-flight reconciles did not finish in time; stopping their hooks");
       this.abort.abort();
-      await this.queue.shutDown({ timeoutMs: 10_000 });
+      await this.queue.shutDown({ timeoutMs: KILLED_HOOKS_WAIT_MS });
     }
-    if (this.ownsLock) this.lock?.release();
+    if (this.ownsLock) this.lock.release();
     return drained;
   }
 
@@ -221,10 +244,21 @@ export class Controller {
     this.abort.abort();
   }
 
-  /** Looks at every machine again now, as a resync does (hooks are discovered afresh at each recovery anyway). */
-  resyncNow(): void {
-    if (this.stopping || !this.initialPassQueued) return;
-    void this.enqueueAll().catch((error: unknown) => this.options.logger.error({ err: (error as Error).message }, "resync listing failed"));
+  /**
+   * Looks at every machine again now (SIGHUP): queues every machine, as a resync does, and retries at
+   * once those waiting out a failure's backoff (hooks are discovered afresh at each recovery anyway).
+   * Resolves with how many machines were queued and how many of them were retried early; 0 and 0
+   * before the first listing and while stopping.
+   */
+  async resyncNow(): Promise<{ queued: number; retried: number }> {
+    if (this.stopping || !this.initialPassQueued) return { queued: 0, retried: 0 };
+    const names = await this.enqueueAll(true, undefined, { retryNow: true });
+    return { queued: names.queued, retried: names.retried };
+  }
+
+  /** How the hooks stand (for the landing page); null with in-process hooks. */
+  hooksStatus(): HooksStatus | null {
+    return this.directoryHooks?.supply.status() ?? null;
   }
 
   /** `/healthz` checks: the event loop turns and the watcher still delivers events. */
@@ -291,12 +325,70 @@ export class Controller {
    * Queues every machine: those listed now (or in `listed`, a listing just made) and those seen
    * before (a vanished one is then forgotten).
    */
-  private async enqueueAll(isResync = true, listed?: readonly string[]): Promise<void> {
+  private async enqueueAll(isResync = true, listed?: readonly string[], { retryNow = false } = {}): Promise<{ queued: number; retried: number }> {
+    let retried = 0;
+    const add = (name: string) => {
+      if (retryNow && this.queue.retryNow(name)) retried++;
+      else this.queue.add(name);
+    };
     // The known ones first: their work starts while the directory is listed.
     const queued = new Set(this.known);
-    for (const name of queued) this.queue.add(name);
-    for (const name of listed ?? (await listMachineNames(this.options.config.machinesDir, queued))) this.queue.add(name);
+    for (const name of queued) add(name);
+    const others = listed ?? (await listMachineNames(this.options.config.machinesDir, queued));
+    for (const name of others) add(name);
     if (isResync) this.options.metrics.resyncCompleted(new Date());
+    return { queued: queued.size + others.length, retried };
+  }
+
+  /**
+   * The machines directory is watched anew: a directory new at the path (also one that replaced it
+   * during a pause) is locked and swept first; then every machine is looked at.
+   */
+  private async rewatched(why: RewatchReason): Promise<void> {
+    const { logger, config } = this.options;
+    if ((await this.holdLock()) === null) return;
+    if (why === "replaced") logger.warn({ machines_dir: config.machinesDir }, "the machines directory was replaced; watching the new one and looking at every machine");
+    else if (why === "appeared") logger.info({ machines_dir: config.machinesDir }, "the machines directory appeared; watching it and looking at every machine");
+    else logger.info({ machines_dir: config.machinesDir }, "watching config files again; looking at every machine");
+    void this.enqueueAll(false).catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"));
+  }
+
+  /**
+   * Holds the lock of the directory now at the machines path (taking it again after a replacement),
+   * and says how (see LockState). Null once another controller holds it or it could not be taken:
+   * that is logged once and reported to `onFatal`, and nothing more is reconciled.
+   */
+  private async holdLock(): Promise<LockState | null> {
+    if (this.lockFailure) return null;
+    let state: LockState;
+    try {
+      state = await this.lock.ensure();
+    } catch (error) {
+      if (this.lockFailure) return null;
+      this.lockFailure = error as Error;
+      const held = error instanceof LockHeldError;
+      this.options.logger.fatal(
+        { err: (error as Error).message, machines_dir: this.options.config.machinesDir, ...(held ? { owner_pid: error.ownerPid } : {}) },
+        held ? "another controller holds the lock of the new machines directory; stopping" : "cannot take the lock of the new machines directory; stopping",
+      );
+      this.options.onFatal?.(error as Error);
+      return null;
+    }
+    if (this.lock.generation !== this.sweptGeneration) {
+      // A directory new at the path: remove what a crashed writer left there (ours now in flight excepted).
+      this.sweptGeneration = this.lock.generation;
+      await this.sweep({ keepOwn: true }).catch((error: unknown) =>
+        this.options.logger.warn({ err: (error as Error).message }, "cannot remove leftover temp files in the new machines directory"),
+      );
+    }
+    return state;
+  }
+
+  /** Removes the store's leftover temp files (of a crash), reporting what it could not clean; `keepOwn`: not this process's. */
+  private async sweep({ keepOwn = false } = {}): Promise<void> {
+    const { logger } = this.options;
+    const swept = await this.store.sweepTempFiles({ keepOwn, onProblem: (problem) => logSweepProblem(logger, problem) });
+    for (const path of swept) logger.info({ path }, "removed leftover temp file");
   }
 
   private daemonProbed(status: DaemonStatus): void {
@@ -325,6 +417,8 @@ export class Controller {
 
   private async process(name: string): Promise<ProcessResult | void> {
     const { logger, metrics } = this.options;
+    // A directory that replaced this one's is locked before anything in it is touched.
+    if ((await this.holdLock()) === null) return { deferred: true };
     const reconcileId = newReconcileId();
     const log = logger.child({ machine: name, reconcile_id: reconcileId });
     const started = performance.now();
@@ -346,7 +440,14 @@ export class Controller {
       }
       log.debug({ outcome: outcome.kind, duration_ms: Math.round(seconds * 1000) }, "reconciled");
       if (outcome.kind === "recovered") {
-        this.options.activity?.record({ kind: "recovered", machine: name, reason: outcome.reason, hooks: outcome.hooks, duration_ms: outcome.durationMs });
+        this.options.activity?.record({
+          kind: "recovered",
+          machine: name,
+          reason: outcome.reason,
+          hooks: outcome.hooks,
+          ...(outcome.noHooks === undefined ? {} : { no_hooks: outcome.noHooks }),
+          duration_ms: outcome.durationMs,
+        });
       }
       // A live VM can crash without touching any file: look again later (jittered, so thousands of
       // machines started together do not come back together).
@@ -377,27 +478,30 @@ export class Controller {
 }
 
 /**
- * The hooks for a recovery: the in-process ones when given, else the executables of `hooks_dir`,
- * looked at again for each recovery so edits to the directory apply at once (and discovered anew
- * only when something there changed; skipped entries are reported then).
+ * The executable hooks of `hooks_dir` (or none, by choice), looked at again for each recovery so
+ * edits to the directory apply at once; each fresh discovery updates the known hooks' metrics and
+ * reports entries skipped for a reason a person should fix.
  */
-export function hookSource({ config, logger, metrics, hooks }: ControllerOptions): () => Promise<NetworkHook[]> {
-  if (hooks) {
-    metrics.knownHooks(hooks.map((hook) => hook.name));
-    return async () => hooks;
-  }
-  const discover = cachedHookDiscovery(config.hooksDir, { timeoutMs: config.hookTimeoutMs });
-  return async () => {
-    const found = await discover();
-    if (!found.changed) return found.hooks;
-    metrics.knownHooks(found.hooks.map((hook) => hook.name));
-    for (const skip of found.skipped) {
-      // Hidden files and editor or package leftovers are skipped by design; anything else wants fixing.
-      const expected = skipReasonForName(basename(skip.file)) !== undefined;
-      logger[expected ? "debug" : "warn"]({ hook: skip.file, reason: skip.reason }, "skipping network hook");
-    }
-    return found.hooks;
-  };
+export function directoryHookSupply({ config, logger, metrics }: Pick<ControllerOptions, "config" | "logger" | "metrics">): DirectoryHookSupply {
+  return new DirectoryHookSupply(
+    { dir: config.hooksDir, source: config.hooksDirSource },
+    {
+      timeoutMs: config.hookTimeoutMs,
+      onDiscovered: (found) => {
+        metrics.knownHooks(found.hooks.map((hook) => hook.name));
+        for (const skip of found.skipped) {
+          // Hidden files and editor or package leftovers are skipped by design; anything else wants fixing.
+          const expected = skipReasonForName(basename(skip.file)) !== undefined;
+          logger[expected ? "debug" : "warn"]({ hook: skip.file, reason: skip.reason }, "skipping network hook");
+        }
+      },
+    },
+  );
+}
+
+/** Logs what the start-up check of the hooks directory found. */
+export function logHooksNotice(logger: Logger, notice: HooksNotice): void {
+  logger[notice.level](notice.fields, notice.message);
 }
 
 /** The liveness settings of a configuration, with the process table chosen for this host. */

@@ -5,8 +5,19 @@
  */
 import PQueue from "p-queue";
 import { MachineStore } from "../store/index.js";
+import { fixedHooks, type HookSupply } from "../host/hooks.js";
 import { acquireInstanceLock, type InstanceLock } from "../host/instance-lock.js";
-import { failureFields, hookSource, livenessOptions, logSweepProblem, metricsObserver, newReconcileId, type ControllerOptions } from "./controller.js";
+import {
+  directoryHookSupply,
+  failureFields,
+  livenessOptions,
+  logHooksNotice,
+  logSweepProblem,
+  metricsObserver,
+  newReconcileId,
+  type ControllerOptions,
+} from "./controller.js";
+import { MachinesDirMissingError, machinesDirState } from "./machines-dir.js";
 import { Reconciler, type ReconcileOutcome } from "./reconciler.js";
 import { listMachineNames } from "./sources.js";
 
@@ -33,14 +44,6 @@ export interface PassOptions extends ControllerOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** The machines directory to reconcile does not exist (a usage error: nothing is created). */
-export class MachinesDirMissingError extends Error {
-  override readonly name = "MachinesDirMissingError";
-  constructor(readonly path: string) {
-    super(`machines directory ${path} does not exist`);
-  }
-}
-
 /**
  * One full pass over every machine: each machine is reconciled once, failed hooks are not retried,
  * and machines inside their startup grace count as pending. A real pass takes the single-instance
@@ -49,21 +52,18 @@ export class MachinesDirMissingError extends Error {
  * SIGINT or SIGTERM interrupts the pass: no further machine starts, running hooks are stopped (their
  * machines stay `running`), and the summary names the signal and counts the skipped machines.
  *
- * Errors of single machines are counted, not thrown. Throws `LockHeldError` when another controller
- * holds the lock, `MachinesDirMissingError`, and `StoreIoError`/`LockError` when the machines
- * directory cannot be used.
+ * Errors of single machines are counted, not thrown. A dry run fails exactly where a real pass would.
+ * Throws `HooksDirectoryError` when the hooks directory cannot be used (a named one missing, any one
+ * untrusted), `MachinesDirMissingError`, `LockHeldError` when another controller holds the lock, and
+ * `StoreIoError`/`LockError` when the machines directory cannot be used.
  */
 export async function reconcileOnce(options: PassOptions): Promise<PassSummary> {
   const { config, logger, metrics } = options;
   const dryRun = options.dryRun ?? false;
   const started = performance.now();
-  let lock: InstanceLock | undefined;
-  try {
-    lock = dryRun ? undefined : await acquireInstanceLock(config.machinesDir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") throw new MachinesDirMissingError(config.machinesDir);
-    throw error;
-  }
+  if ((await machinesDirState(config.machinesDir)) === "missing") throw new MachinesDirMissingError(config.machinesDir);
+  const hooks = await passHooks(options);
+  const lock: InstanceLock | undefined = dryRun ? undefined : await acquireInstanceLock(config.machinesDir);
   const abort = new AbortController();
   let interrupted: NodeJS.Signals | null = null;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -80,7 +80,7 @@ export async function reconcileOnce(options: PassOptions): Promise<PassSummary> 
     }
     const reconciler = new Reconciler({
       store,
-      hooks: hookSource(options),
+      hooks,
       liveness: livenessOptions(config),
       startupGraceMs: config.startupGraceMs,
       signal: abort.signal,
@@ -129,4 +129,14 @@ export async function reconcileOnce(options: PassOptions): Promise<PassSummary> 
     process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
     lock?.release();
   }
+}
+
+/** The hooks of the pass: the in-process ones, the caller's checked supply, or `hooks_dir` checked now (throws as the check). */
+async function passHooks(options: PassOptions): Promise<HookSupply> {
+  const given = options.hooks;
+  if (Array.isArray(given)) return fixedHooks(given);
+  if (given !== undefined) return given;
+  const supply = directoryHookSupply(options);
+  logHooksNotice(options.logger, await supply.check());
+  return supply;
 }

@@ -1,5 +1,5 @@
 /**
- * Reconcile(name): the level-based decision for one machine (DESIGN §2). An event only names a
+ * Reconcile(name): the level-based decision for one machine (docs/design.md#reconcile-rules). An event only names a
  * machine; the reconciler reads the disk and decides from what it finds, so running it again is
  * always safe.
  */
@@ -14,7 +14,7 @@ import {
   type Revision,
 } from "../store/index.js";
 import type { Machine } from "../store/machine.js";
-import { runHooks, type HookObserver, type NetworkHook } from "../host/hooks.js";
+import { runHooks, type HookObserver, type HookSupply } from "../host/hooks.js";
 import { LivenessProbeError, probeLiveness, type LivenessOptions, type LivenessResult } from "../host/liveness.js";
 
 /** What the controller observed about one machine; it feeds metrics and the landing page. */
@@ -26,7 +26,8 @@ export type MachineView =
 /** The outcome of one successful reconcile. Failures are thrown. */
 export type ReconcileOutcome =
   | { kind: "healthy"; view: MachineView }
-  | { kind: "recovered"; hooks: string[]; reason: string; durationMs: number; view: MachineView }
+  /** `noHooks`: why no hook ran, when there was no hooks directory to run (hooks off, the default one missing). */
+  | { kind: "recovered"; hooks: string[]; noHooks?: string; reason: string; durationMs: number; view: MachineView }
   /** Only with `dryRun`: a real reconcile would recover the machine now, for `reason`. */
   | { kind: "wouldRecover"; reason: string; view: MachineView }
   | { kind: "pending"; requeueAfterMs: number; view: MachineView }
@@ -50,8 +51,8 @@ export interface ReconcileObserver extends Partial<HookObserver> {
 
 export interface ReconcilerOptions {
   store: MachineStore;
-  /** Returns the hooks to run for a recovery, in order; called for every recovery so edits to the hooks directory apply at once. */
-  hooks: () => Promise<NetworkHook[]>;
+  /** The hooks of each recovery, asked for every recovery so edits to the hooks directory apply at once. */
+  hooks: HookSupply;
   /** How a VM is judged alive (mode, daemon lock, pid file, process table). */
   liveness: LivenessOptions;
   /** `pidfile` only: a `running` machine whose config is younger than this and has no live VM is left to boot. */
@@ -95,6 +96,7 @@ export interface ReconcileRequestOptions {
 interface HooksDone {
   revision?: Revision;
   hooks?: string[];
+  noHooks?: string;
 }
 
 /** How often a reconcile starts over after write conflicts before it fails (and backs off). */
@@ -107,7 +109,7 @@ export class Reconciler {
   constructor(private readonly options: ReconcilerOptions) {}
 
   /**
-   * Brings one machine to its desired state (DESIGN §2 steps 1–5). Resolves with what it did;
+   * Brings one machine to its desired state (docs/design.md#reconcile-rules, steps 1–5). Resolves with what it did;
    * rejects with `ReconcileError` when a hook failed, the store could not write, or conflicts kept
    * recurring. Never writes an invalid file and never overwrites a file changed since it was read.
    */
@@ -209,10 +211,11 @@ export class Reconciler {
       ran = done.hooks;
     } else {
       try {
-        const hooks = await this.options.hooks();
+        const { hooks, noHooks } = await this.options.hooks.current();
         const signal = this.options.signal ?? new AbortController().signal;
         const hookObserver: HookObserver = { hookFinished: (hook, result, seconds) => observer?.hookFinished?.(hook, result, seconds) };
         ({ ran } = await runHooks(hooks, machine, { signal, machineDir, configPath: loaded.path }, hookObserver));
+        done.noHooks = noHooks;
       } catch (error) {
         observer?.recoveryFinished?.("error");
         throw new ReconcileError(`${name}: recovery failed: ${(error as Error).message}`, name, error, loaded.revision);
@@ -249,9 +252,10 @@ export class Reconciler {
     observer?.storeWrite?.("success");
     observer?.recoveryFinished?.("success");
     const durationMs = Math.round(performance.now() - started);
-    log.info({ hooks: ran, duration_ms: durationMs, reason: verdict.reason }, "machine recovered");
+    const noHooks = done.noHooks;
+    log.info({ hooks: ran, ...(noHooks === undefined ? {} : { no_hooks: noHooks }), duration_ms: durationMs, reason: verdict.reason }, "machine recovered");
     const view = this.observe(saved.machine, false, false);
-    return { kind: "recovered", hooks: ran, reason: verdict.reason, durationMs, view };
+    return { kind: "recovered", hooks: ran, ...(noHooks === undefined ? {} : { noHooks }), reason: verdict.reason, durationMs, view };
   }
 
   /** Probes liveness; a probe that cannot tell is counted, and fails the reconcile (pidfile) or counts as alive (daemon). */

@@ -1,5 +1,5 @@
 /**
- * Event sources (DESIGN §2): the start-up listing, filesystem watch events and the periodic resync.
+ * Event sources (docs/design.md#sources): the start-up listing, filesystem watch events and the periodic resync.
  * Each source only names machines; what to do is the reconciler's decision.
  */
 import { stat } from "node:fs/promises";
@@ -18,6 +18,9 @@ export async function listMachineNames(machinesDir: string, except?: ReadonlySet
   return listMachineEntryNames(machinesDir, { except });
 }
 
+/** Why the machines directory is watched anew. */
+export type RewatchReason = "appeared" | "replaced" | "resumed";
+
 export interface MachineWatcherOptions {
   machinesDir: string;
   pidFile: string;
@@ -28,10 +31,11 @@ export interface MachineWatcherOptions {
   onMachine: (name: string, event: string | null) => void;
   onError: (error: Error) => void;
   /**
-   * The machines directory is watched anew, after it was replaced (moved away, deleted and created
-   * again) or after a pause: every machine should be looked at, since events in between were missed.
+   * The machines directory is watched anew: it appeared (it was missing), it was replaced (moved away,
+   * deleted and created again) or a pause ended. Every machine should be looked at, since events in
+   * between were missed. The returned promise is awaited before the watch goes on.
    */
-  onRewatch: (why: "replaced" | "resumed") => void;
+  onRewatch: (why: RewatchReason) => void | Promise<void>;
   /** How often the directory's identity is checked, besides the events that announce a replacement. Default 1 s. */
   checkIntervalMs?: number;
   /** Start paused: nothing is watched (nor scanned) until `resume`, which then calls `onRewatch("resumed")`. */
@@ -95,7 +99,7 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<Mac
     (last = last.then(step).catch((error: unknown) => onError(error instanceof Error ? error : new Error(String(error)))));
 
   /** Watches whatever directory is at the path now (none: `problem` says so). */
-  const rewatch = async (now: string | null, why: "replaced" | "resumed") => {
+  const rewatch = async (now: string | null, why: RewatchReason) => {
     await watcher?.close();
     watcher = null;
     watched = now;
@@ -106,7 +110,7 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<Mac
     }
     watcher = await watchDirectory(options, () => void check());
     problem = null;
-    onRewatch(why);
+    await onRewatch(why);
   };
 
   let checking: Promise<void> | null = null;
@@ -120,7 +124,7 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<Mac
         if (now === null) recheckSoon();
         return;
       }
-      await rewatch(now, "replaced");
+      await rewatch(now, watched === null ? "appeared" : "replaced");
     }));
   const timer = setInterval(() => void check(), options.checkIntervalMs ?? 1000);
   timer.unref();
@@ -314,7 +318,7 @@ export interface DaemonWatch {
 }
 
 /**
- * The arcbox daemon's liveness as a source (DESIGN §2): the lock is probed at start, every
+ * The arcbox daemon's liveness as a source (docs/design.md#sources): the lock is probed at start, every
  * `pollIntervalMs`, and whenever the lock file or its directory changes (a starting daemon writes
  * its pid there). A dying daemon changes no file (the kernel just drops its flock), so the poll is
  * what notices a death, within one interval. The first probe runs before this resolves.

@@ -1,5 +1,5 @@
 /**
- * Is the arcbox daemon alive? Judged exactly as arcbox's own CLI does (DESIGN §3): the daemon holds
+ * Is the arcbox daemon alive? Judged exactly as arcbox's own CLI does (docs/design.md#liveness-daemon): the daemon holds
  * an exclusive flock on `<arcbox-dir>/run/daemon.lock` for its whole life and writes its pid there.
  *
  * The probe asks for a *shared* lock without waiting. A live daemon's exclusive lock refuses it

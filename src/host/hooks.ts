@@ -1,5 +1,5 @@
 /**
- * Networking hooks (DESIGN §4): on recovery, the executables of `hooks_dir` (or in-process hooks of a
+ * Networking hooks (docs/design.md#hooks): on recovery, the executables of `hooks_dir` (or in-process hooks of a
  * library user) re-register a machine's networking, one at a time, in file name order.
  */
 export type { HookContext, NetworkHook } from "./hooks/network-hook.js";
@@ -14,6 +14,7 @@ export {
 } from "./hooks/executable-hook.js";
 export {
   cachedHookDiscovery,
+  checkHooksDirectoryTrust,
   discoverHooks,
   HooksDirectoryError,
   skipReasonForName,
@@ -21,3 +22,13 @@ export {
   type SkippedHookFile,
 } from "./hooks/discovery.js";
 export { runHooks, type HookObserver, type HookResult } from "./hooks/run-hooks.js";
+export {
+  DirectoryHookSupply,
+  fixedHooks,
+  type DirectoryHookSupplyOptions,
+  type HookSet,
+  type HookSupply,
+  type HooksNotice,
+  type HooksSetting,
+  type HooksStatus,
+} from "./hooks/hook-supply.js";

@@ -1,5 +1,5 @@
 /**
- * Liveness (DESIGN §3): does a live VM still back a machine persisted as `running`?
+ * Liveness (docs/design.md#liveness): does a live VM still back a machine persisted as `running`?
  * - `daemon` (default): ArcBox runs every machine's VM inside its daemon, which holds a flock on
  *   `run/daemon.lock` while it lives; a machine is alive while the daemon is (see daemon-probe).
  * - `pidfile`: each VM is its own process and writes `<machine-dir>/vm.pid`; alive while that pid
@@ -45,7 +45,7 @@ export interface LivenessResult {
   probeError?: string;
 }
 
-/** The pid file name of DESIGN §1 (`pid_file` in the controller config). */
+/** The pid file name of docs/design.md#files (`pid_file` in the controller config). */
 export const DEFAULT_PID_FILE = "vm.pid";
 
 /**

@@ -21,7 +21,8 @@ export interface FailureDetails {
 
 /** One thing the controller did or saw. Field names are those of the log lines. */
 export type ActivityEvent =
-  | { kind: "recovered"; machine: string; reason: string; hooks: string[]; duration_ms: number }
+  /** `no_hooks`: why no hook ran for want of a hooks directory (hooks off, the default one missing). */
+  | { kind: "recovered"; machine: string; reason: string; hooks: string[]; no_hooks?: string; duration_ms: number }
   | ({ kind: "failed"; machine: string; attempt: number; retry_in_ms: number } & FailureDetails)
   | { kind: "invalid"; machine: string; err: string; path?: string }
   | { kind: "daemon"; up: boolean; reason: string };

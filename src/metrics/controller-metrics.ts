@@ -67,7 +67,7 @@ export interface WorkQueueMetrics {
 export type InFlightSource = () => Iterable<{ readonly startedAt: number }>;
 
 /**
- * Every metric of the controller (DESIGN §7) in one prom-client Registry, plus the process and
+ * Every metric of the controller (docs/design.md#metrics) in one prom-client Registry, plus the process and
  * Node.js metrics of node-metrics.ts. The controller reports events through the methods; nothing
  * here reads back from the controller except the in-flight source at scrape time.
  */

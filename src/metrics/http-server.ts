@@ -23,6 +23,8 @@ export interface MetricsServerOptions {
   logger: Logger;
   /** The record of recent activity: shown on the landing page and served at `/activity`. */
   activity?: ActivityLog;
+  /** What an operator should know now (a missing hooks directory, say): shown at the top of the landing page. */
+  notices?: () => string[];
 }
 
 /** A running metrics server. */
@@ -74,7 +76,7 @@ interface Reply {
  * MetricsServerError when the address cannot be bound (in use, not local, no permission).
  */
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
-  const { metrics, health, logger, activity } = options;
+  const { metrics, health, logger, activity, notices } = options;
   const { host, port } = parseListenAddress(options.listen);
   let closing = false;
 
@@ -93,6 +95,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
           daemon: metrics.daemonLiveness ? daemonText(metrics.daemonStatus) : undefined,
           activity: activity?.recent(),
           activityRecorded: activity?.recorded,
+          notices: notices?.() ?? [],
         }),
         headers: NO_STORE,
       }),

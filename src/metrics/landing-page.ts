@@ -19,6 +19,8 @@ export interface LandingPageView {
   activity?: ReadonlyArray<ActivityEntry>;
   /** Events recorded since start-up (the page says how many of them it shows). */
   activityRecorded?: number;
+  /** What an operator should know now, shown first (a missing hooks directory, say). */
+  notices?: ReadonlyArray<string>;
 }
 
 /**
@@ -45,11 +47,15 @@ export function renderLandingPage(view: LandingPageView): string {
 <h1>arcbox-controller</h1>
 <p class="muted">Version ${escapeHtml(view.version)} ·
 <a href="metrics">/metrics</a> · <a href="healthz">/healthz</a> · <a href="readyz?verbose">/readyz?verbose</a>${view.activity === undefined ? "" : ' · <a href="activity">/activity</a> (JSON)'}</p>
-${daemon}<h2>Machines (${machines.length}${needing > 0 ? `, ${needing} needing recovery` : ""})</h2>
+${noticeList(view.notices ?? [])}${daemon}<h2>Machines (${machines.length}${needing > 0 ? `, ${needing} needing recovery` : ""})</h2>
 ${machinesTable(machines)}
 ${view.activity === undefined ? "" : activityList(view.activity, view.activityRecorded ?? view.activity.length)}</body>
 </html>
 `;
+}
+
+function noticeList(notices: ReadonlyArray<string>): string {
+  return notices.map((text) => `<p class="notice">${escapeHtml(text)}</p>\n`).join("");
 }
 
 function machinesTable(machines: ReadonlyArray<MachineView>): string {
@@ -85,7 +91,12 @@ function activityItem(entry: ActivityEntry): string {
   const machine = (name: string): string => ` <span class="machine">${escapeHtml(name)}</span>`;
   switch (entry.kind) {
     case "recovered": {
-      const hooks = entry.hooks.length === 0 ? "no hooks" : `hooks ${entry.hooks.map(escapeHtml).join(", ")}`;
+      const hooks =
+        entry.no_hooks !== undefined
+          ? `no hooks: ${escapeHtml(entry.no_hooks)}`
+          : entry.hooks.length === 0
+            ? "no hooks"
+            : `hooks ${entry.hooks.map(escapeHtml).join(", ")}`;
       return `${open("recovered", entry.machine)}${machine(entry.machine)}: <span class="detail">${escapeHtml(entry.reason)}; ${hooks}; ${entry.duration_ms} ms</span></li>`;
     }
     case "failed": {
@@ -108,6 +119,7 @@ const STYLE = [
   ".muted{color:#5c6670}a{color:#0b5cad}",
   "table{border-collapse:collapse}td,th{border:1px solid #d0d5da;padding:.25em .7em;text-align:left}th{background:#f2f4f6}",
   "tr.attention td{background:#fff4d6}tr.invalid td{background:#fde8e8}",
+  ".notice{padding:.4em .7em;background:#fff4d6;border-left:4px solid #b7791f}",
   ".daemon strong{padding:0 .4em;border-radius:.3em}.daemon.up strong{background:#dff3e3}.daemon.down strong{background:#fde8e8}",
   "ol#activity{list-style:none;padding:0}ol#activity li{padding:.35em .5em;border-bottom:1px solid #e6e9ec}",
   "time{color:#5c6670;font-variant-numeric:tabular-nums;margin-right:.4em}",

@@ -31,6 +31,11 @@ export function isTempFileName(name: string): boolean {
   return TEMP_NAME.test(name);
 }
 
+/** True for names of temp files this process made (its writes may still be in flight). */
+export function isOwnTempFileName(name: string): boolean {
+  return isTempFileName(name) && name.includes(`${TEMP_MARKER}${process.pid}-`);
+}
+
 /** A random start, then a counter: unique within this process (O_EXCL guards against the rest). */
 let tempCounter = randomBytes(6).readUIntBE(0, 6);
 

@@ -21,7 +21,7 @@ import { machineNameProblem, validateMachineName } from "./names.js";
 import { orderMachineKeys } from "./schema.js";
 import { decodeUtf8, readConfigAt, revisionOf, type ConfigSnapshot, type Revision } from "./config-file.js";
 import { defaultFsOps, type DurableFsOps } from "./dir-ops.js";
-import { isTempFileName, writeFileDurably, type OpenDirectory, type WritePrecondition } from "./durable-write.js";
+import { isOwnTempFileName, isTempFileName, writeFileDurably, type OpenDirectory, type WritePrecondition } from "./durable-write.js";
 import { CONFIG_FILE_NAME, isEntryName, isMachineEntry, listDirectoryEntries, listMachineEntryNames } from "./machine-entries.js";
 import { editInPlace, parseMachineConfig, serializeMachine, type CheckedText, type MinimalChange, type ParsedMachineConfig } from "./toml-codec.js";
 
@@ -334,10 +334,11 @@ export class MachineStore {
    * Removes this store's leftover temp files (`.config.toml.arcbox-tmp-*`, from a crash mid-write)
    * from every machine directory; nothing else is touched. A machine directory that cannot be read,
    * or a temp file that cannot be removed, does not stop the sweep: it is passed to `onProblem` as a
-   * StoreIoError naming it, and the sweep goes on. Returns the removed paths. Throws StoreIoError
-   * only when the machines directory itself cannot be read.
+   * StoreIoError naming it, and the sweep goes on. With `keepOwn`, the temp files of this process
+   * (writes in flight) are kept. Returns the removed paths. Throws StoreIoError only when the machines
+   * directory itself cannot be read.
    */
-  async sweepTempFiles(options: { onProblem?: (problem: StoreIoError) => void } = {}): Promise<string[]> {
+  async sweepTempFiles(options: { onProblem?: (problem: StoreIoError) => void; keepOwn?: boolean } = {}): Promise<string[]> {
     const ops = this.fsOps;
     const report = options.onProblem ?? (() => undefined);
     const removed: string[] = [];
@@ -374,7 +375,7 @@ export class MachineStore {
           continue;
         }
         for (const file of files) {
-          if (!file.isFile() || !isTempFileName(file.name)) continue;
+          if (!file.isFile() || !isTempFileName(file.name) || (options.keepOwn && isOwnTempFileName(file.name))) continue;
           try {
             await ops.unlinkAt(fd, file.name);
             removed.push(join(path, file.name));

@@ -10,8 +10,9 @@
  * may be writable by others when their sticky bit is set (as /tmp is): nobody else can then rename or
  * remove what root owns in them.
  */
-import { lstat, readdir, realpath, stat } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { lstat, readdir, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { controllingAncestors, untrustedDirectoryReason } from "../platform/dir-trust.js";
 import { StoreError, errnoCode } from "./errors.js";
 
 /** A directory another user can write, and how. */
@@ -38,34 +39,8 @@ export class UntrustedMachinesDirError extends StoreError {
   }
 }
 
-const STICKY = 0o1000;
-
-function untrustedReason(stats: { mode: number; uid: number }, sticky: boolean): string | undefined {
-  if (stats.uid !== 0) return `owned by uid ${stats.uid}`;
-  if (sticky && (stats.mode & STICKY) !== 0) return undefined;
-  const writableBy = [stats.mode & 0o020 ? "group" : "", stats.mode & 0o002 ? "others" : ""].filter(Boolean);
-  if (writableBy.length === 0) return undefined;
-  return `writable by ${writableBy.join(" and ")} (mode ${(stats.mode & 0o7777).toString(8).padStart(4, "0")})`;
-}
-
-/** `/`, `/var`, `/var/lib` … for `/var/lib/x`: every directory above `path`. */
-function ancestors(path: string): string[] {
-  const out: string[] = [];
-  for (let dir = dirname(path); ; dir = dirname(dir)) {
-    out.unshift(dir);
-    if (dir === dirname(dir)) return out;
-  }
-}
-
-/** `path` with the symlinks resolved, as far as it exists (a missing tail is kept as it is). */
-async function resolvedPath(path: string): Promise<string> {
-  try {
-    return await realpath(path);
-  } catch {
-    const parent = dirname(path);
-    return parent === path ? path : join(await resolvedPath(parent), basename(path));
-  }
-}
+/** Only root's own directories are trusted by a controller running as root. */
+const ROOT_ONLY: ReadonlySet<number> = new Set([0]);
 
 /**
  * The directories that make `machinesDir` unsafe for root: the machines directory itself, each
@@ -87,12 +62,11 @@ export async function findUntrustedDirectories(machinesDir: string, effectiveUid
       if (errnoCode(error) === "ENOENT") return false;
       throw new StoreError(`${path}: cannot check who can write it: ${(error as Error).message}`, path, { cause: error });
     }
-    const reason = stats.isDirectory() ? untrustedReason(stats, sticky) : undefined;
+    const reason = stats.isDirectory() ? untrustedDirectoryReason(stats, { trustedUids: ROOT_ONLY, stickyAllowed: sticky }) : undefined;
     if (reason !== undefined) problems.push({ path, reason });
     return stats.isDirectory();
   };
-  const chain = new Set([...ancestors(dir), ...ancestors(await resolvedPath(dir))]);
-  for (const ancestor of chain) await check(ancestor, true);
+  for (const ancestor of await controllingAncestors(dir)) await check(ancestor, true);
   if (!(await check(dir, false))) return problems;
   let entries;
   try {

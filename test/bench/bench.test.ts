@@ -123,7 +123,7 @@ describe("benchmarks at tiny sizes", () => {
       expectFigures(run, "recovery", [
         /^reconcile --liveness none, 6 running, no hooks \(workers = 4, the default\)$/,
         /^reconcile --liveness none, 6 running, no hooks, workers = 8$/,
-        /^raw durable loop with DESIGN's checks, bare \(analysis: their least cost\), 6 running, (4|8) in flight$/,
+        /^raw durable loop with the write protocol's checks, bare \(analysis: their least cost\), 6 running, (4|8) in flight$/,
         /^daemon death → detected/,
         /^daemon death: detected → all 6 stopped/,
         /^start-up with the daemon down: spawn → all 6 stopped/,

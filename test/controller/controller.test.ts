@@ -24,6 +24,7 @@ beforeEach(async () => {
   root = await makeTempDir("controller");
   machines = path.join(root, "machines");
   hooks = path.join(root, "hooks");
+  await mkdir(machines);
   running = [];
   children = [];
 });

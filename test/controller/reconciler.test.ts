@@ -4,7 +4,7 @@
 import { readFile, writeFile, rm, utimes } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { NetworkHook } from "../../src/host/hooks.js";
+import { fixedHooks, type NetworkHook } from "../../src/host/hooks.js";
 import { Reconciler, ReconcileError, type MachineView } from "../../src/controller/reconciler.js";
 import { MachineStore } from "../../src/store/index.js";
 import type { Machine } from "../../src/store/machine.js";
@@ -27,7 +27,7 @@ afterEach(async () => {
 function reconciler(hooks: NetworkHook[], views: MachineView[] = [], signal?: AbortSignal) {
   return new Reconciler({
     store: new MachineStore({ dir }),
-    hooks: async () => hooks,
+    hooks: fixedHooks(hooks),
     liveness: { mode: "pidfile", pidFile: "vm.pid" },
     startupGraceMs: 0,
     signal,
@@ -84,11 +84,11 @@ describe("Reconciler", () => {
     const lock = path.join(dir, "..", `${path.basename(dir)}-run`, "daemon.lock");
     const r = new Reconciler({
       store: new MachineStore({ dir }),
-      hooks: async () => [
+      hooks: fixedHooks([
         hook("daemon-starts", async () => {
           children.push((await startStandInDaemon(lock)).child);
         }),
-      ],
+      ]),
       liveness: { mode: "daemon", daemonLock: lock },
       startupGraceMs: 0,
     });
@@ -169,7 +169,7 @@ describe("Reconciler", () => {
     const file = await writeMachine(dir, "skewed", machineToml("skewed"));
     const future = new Date(Date.now() + 3_600_000);
     await utimes(file, future, future);
-    const r = new Reconciler({ store: new MachineStore({ dir }), hooks: async () => [], liveness: { mode: "pidfile", pidFile: "vm.pid" }, startupGraceMs: 5000 });
+    const r = new Reconciler({ store: new MachineStore({ dir }), hooks: fixedHooks([]), liveness: { mode: "pidfile", pidFile: "vm.pid" }, startupGraceMs: 5000 });
     const outcome = await r.reconcile("skewed", memoryLogger().logger);
     expect(outcome.kind).toBe("pending");
     expect(outcome.kind === "pending" && outcome.requeueAfterMs).toBe(5000);

@@ -68,7 +68,9 @@ describe("watchMachines", () => {
       onError: (error) => {
         throw error;
       },
-      onRewatch: (why) => events.push(["*", why === "replaced" ? "rewatch" : "resumed"]),
+      onRewatch: (why) => {
+        events.push(["*", why === "resumed" ? "resumed" : "rewatch"]);
+      },
       checkIntervalMs,
     });
   }

@@ -3,7 +3,7 @@
  * that never finishes, and a thousand idle connections neither crash it nor hold its shutdown; and
  * the metrics endpoint binds loopback unless told otherwise.
  */
-import { writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { defaultConfig } from "../../src/controller/config.js";
@@ -18,10 +18,11 @@ let controller: RunningController | undefined;
 
 beforeEach(async () => {
   root = await makeTempDir("http-security");
+  await mkdir(path.join(root, "machines"));
   config = path.join(root, "controller.toml");
   await writeFile(
     config,
-    [`machines_dir = "${path.join(root, "machines")}"`, `hooks_dir = "${path.join(root, "hooks")}"`, 'liveness = "none"', 'shutdown_timeout = "5s"', ""].join("\n"),
+    [`machines_dir = "${path.join(root, "machines")}"`, 'hooks_dir = ""', 'liveness = "none"', 'shutdown_timeout = "5s"', ""].join("\n"),
   );
 });
 afterEach(async () => {

@@ -2,7 +2,7 @@
  * Metrics of a running controller (the built CLI), scraped over real HTTP, following the files on
  * disk through create, recover, invalidate and delete.
  */
-import { rm, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startControllerProcess, type RunningController } from "../helpers/cli-process.js";
@@ -19,6 +19,7 @@ beforeEach(async () => {
   machines = path.join(root, "machines");
   hooks = path.join(root, "hooks");
   await writeHook(hooks, "10-net", "cat > /dev/null");
+  await mkdir(machines);
   const config = path.join(root, "controller.toml");
   await writeFile(config, `machines_dir = "${machines}"\nhooks_dir = "${hooks}"\nlisten = "127.0.0.1:0"\nresync_interval = "1h"\n`);
   controller = await startControllerProcess(["--config", config]);
@@ -51,7 +52,7 @@ const waitForCounts = (expected: Record<string, number>, what: string) =>
   waitFor(async () => JSON.stringify(await machineCounts()) === JSON.stringify(expected), what);
 
 describe("a running controller's /metrics", () => {
-  it("has every metric and label value of DESIGN §7 from start-up", async () => {
+  it("has every metric and label value of docs/design.md#metrics from start-up", async () => {
     const series = await scrape();
     const expected = [
       ...["created", "running", "stopped", "invalid"].map((state) => `arcbox_machines{state="${state}"}`),

@@ -3,7 +3,7 @@
  * machines directory, pass its own environment to a hook, hand a config value to a shell, or listen
  * beyond loopback unless told to.
  */
-import { readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -22,6 +22,8 @@ beforeEach(async () => {
   hooks = path.join(root, "hooks");
   config = path.join(root, "controller.toml");
   await writeFile(config, "# defaults\n");
+  await mkdir(machines);
+  await mkdir(hooks);
 });
 afterEach(() => removeTempDir(root));
 

@@ -1,7 +1,7 @@
 /**
  * `arcbox-controller run` as a process under signals and a full disk.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startControllerProcess, type RunningController } from "../helpers/cli-process.js";
@@ -23,6 +23,8 @@ beforeEach(async () => {
   hooks = path.join(root, "hooks");
   config = path.join(root, "controller.toml");
   await writeFile(config, "# defaults\n");
+  await mkdir(machines);
+  await mkdir(hooks);
   services = [];
   children = [];
 });
@@ -56,6 +58,28 @@ describe("signals", () => {
     await waitFor(async () => (await stateOf(machines, "vm")) === "stopped", "vm to be recovered after SIGHUP");
     expect(controller.child.exitCode).toBeNull();
     expect(controller.logs.some((line) => line.signal === "SIGHUP")).toBe(true);
+  });
+
+  it("SIGHUP retries at once a machine waiting out a failure's backoff, and logs how many machines it queued", async () => {
+    await writeMachine(machines, "web", machineToml("web"));
+    await writeMachine(machines, "db", machineToml("db", { state: "stopped" }));
+    const hook = await writeHook(hooks, "10-net", "echo 'no bridge br0' >&2; exit 1");
+    await writeFile(config, 'liveness = "none"\nresync_interval = "1h"\n');
+    const controller = await service();
+    const failures = () => controller.logs.filter((line) => line.msg === "reconcile failed; will retry");
+    // Failures back off 100 ms, 200 ms, 400 ms …: wait for a retry at least 1.6 s away.
+    const waiting = await waitFor(() => failures().find((line) => Number(line.retry_in_ms) >= 1600), "a backoff of 1.6 s or more");
+    const retryDue = Date.parse(String(waiting.time)) + Number(waiting.retry_in_ms);
+    await writeFile(hook, "#!/bin/sh\nexit 0\n");
+    const failed = failures().length;
+    controller.child.kill("SIGHUP");
+    await waitFor(async () => (await stateOf(machines, "web")) === "stopped", "web to be recovered after SIGHUP");
+    const recovered = controller.logs.find((line) => line.msg === "machine recovered")!;
+    // Retried because of the signal: before its backoff retry was due, and without failing again.
+    expect(Date.parse(String(recovered.time))).toBeLessThan(retryDue);
+    expect(failures()).toHaveLength(failed);
+    const hangup = await waitFor(() => controller.logs.find((line) => line.signal === "SIGHUP"), "the SIGHUP line");
+    expect(hangup).toMatchObject({ msg: "looking at every machine now", machines: 2, retried_early: 1 });
   });
 
   it("a second SIGTERM stops running hooks, waits for them, and exits 130 without leaving a hook behind", async () => {

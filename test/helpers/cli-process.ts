@@ -5,12 +5,19 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { readFile, readdir, stat } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "./processes.js";
 
 export const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+
+/**
+ * The HOME of every CLI run here unless a test gives its own: a directory that does not exist, so
+ * that no ArcBox data directory of the host (~/.arcbox, its controller.toml) leaks into a test.
+ */
+export const NO_HOME = path.join(os.tmpdir(), "arcbox-test-home-that-does-not-exist");
 
 export interface RunningController {
   child: ChildProcess;
@@ -30,9 +37,12 @@ export interface RunningController {
  * `wrapper` (e.g. `["unshare", "--mount", ...]`) is a command that gets Node.js and its arguments
  * appended and must exec them. Throws with the output so far if it exits first.
  */
-export async function startControllerProcess(args: string[], { wrapper = [] }: { wrapper?: string[] } = {}): Promise<RunningController> {
+export async function startControllerProcess(
+  args: string[],
+  { wrapper = [], env = {} }: { wrapper?: string[]; env?: Record<string, string> } = {},
+): Promise<RunningController> {
   const [command, ...commandArgs] = [...wrapper, process.execPath, CLI, "run", ...args] as [string, ...string[]];
-  const child = spawn(command, commandArgs, { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(command, commandArgs, { env: { PATH: process.env.PATH, HOME: NO_HOME, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const logs: Record<string, unknown>[] = [];
   let stderr = "";
   createInterface({ input: child.stdout! }).on("line", (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
@@ -73,12 +83,14 @@ export interface CliResult {
 }
 
 /**
- * Runs the built CLI to completion with a clean environment (only PATH, plus `env`), so no config file
- * or ARCBOX_* variable of the host leaks in. Never rejects: the exit code is in the result.
+ * Runs the built CLI to completion with a clean environment (only PATH and {@link NO_HOME}, plus
+ * `env`), so no config file or ARCBOX_* variable of the host leaks in. Never rejects: the exit code
+ * is in the result.
  */
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+    const options = { env: { PATH: process.env.PATH, HOME: NO_HOME, ...env }, maxBuffer: 64 * 1024 * 1024 };
+    execFile(process.execPath, [CLI, ...args], options, (error, stdout, stderr) => {
       const code = error ? ((error as { code?: unknown }).code as number) : 0;
       resolve({ code: typeof code === "number" ? code : 1, stdout, stderr });
     });

@@ -152,18 +152,21 @@ describe("discoverHooks", () => {
     expect(await readLog()).toEqual(["link", "run-me"]);
   });
 
-  it("gives no hooks for a missing or empty hooks directory", async () => {
-    expect(await discoverHooks(path.join(root, "missing"))).toEqual({ hooks: [], skipped: [] });
+  it("gives no hooks for an empty hooks directory", async () => {
     expect(await discoverHooks(hooksDir)).toEqual({ hooks: [], skipped: [] });
     expect(await runHooks([], machine, context())).toEqual({ ran: [] });
   });
 
-  it("throws HooksDirectoryError when the hooks directory is not a directory", async () => {
+  it("throws HooksDirectoryError for a hooks directory that is missing or not a directory: never 'no hooks'", async () => {
+    const missing = path.join(root, "missing");
+    const gone = await rejection(discoverHooks(missing));
+    expect(gone).toBeInstanceOf(HooksDirectoryError);
+    expect([(gone as HooksDirectoryError).code, (gone as HooksDirectoryError).message]).toEqual(["ENOENT", `hooks directory ${missing} does not exist`]);
     const file = path.join(root, "file");
     await writeFile(file, "");
     const error = await rejection(discoverHooks(file));
     expect(error).toBeInstanceOf(HooksDirectoryError);
-    expect((error as HooksDirectoryError).message).toBe(`cannot read hooks directory ${file}: ENOTDIR`);
+    expect((error as HooksDirectoryError).message).toBe(`hooks directory ${file} is not a directory`);
   });
 
   it("passes options on to the hooks it builds", async () => {

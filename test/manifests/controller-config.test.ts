@@ -1,16 +1,17 @@
-import { copyFile, readFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
-import { defaultConfig, loadConfig } from "../../src/controller/config.js";
+import { CONFIG_KEYS, defaultConfig, loadConfig } from "../../src/controller/config.js";
 import { makeTempDir, removeTempDir } from "../helpers/processes.js";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const examplePath = path.join(repoRoot, "manifests/examples/controller.toml");
 
-/** DESIGN §6, key by key, in its order. */
-const DESIGN_DEFAULTS: Array<[string, string | number | boolean]> = [
+/** What the system example sets: every key but allow_untrusted_machines_dir, in the loader's order. */
+const SYSTEM_EXAMPLE: Array<[string, string | number | boolean]> = [
+  ["data_dir", "/var/lib/arcbox"],
   ["machines_dir", "/var/lib/arcbox/machines"],
   ["hooks_dir", "/etc/arcbox/hooks/network.d"],
   ["liveness", "daemon"],
@@ -30,26 +31,28 @@ const DESIGN_DEFAULTS: Array<[string, string | number | boolean]> = [
 ];
 
 describe("manifests/examples/controller.toml", () => {
-  it("sets every key of DESIGN §6 to its default, in the same order", async () => {
+  it("sets every key the loader knows (but allow_untrusted_machines_dir), in the loader's order", async () => {
     const example = parseToml(await readFile(examplePath, "utf8"));
-    expect(Object.entries(example)).toEqual(DESIGN_DEFAULTS);
+    expect(Object.entries(example)).toEqual(SYSTEM_EXAMPLE);
+    expect(Object.keys(example)).toEqual(CONFIG_KEYS.filter((key) => key !== "allow_untrusted_machines_dir"));
   });
 
   it("explains every key with a comment right above it", async () => {
     const lines = (await readFile(examplePath, "utf8")).split("\n");
-    for (const [key] of DESIGN_DEFAULTS) {
+    for (const [key] of SYSTEM_EXAMPLE) {
       const index = lines.findIndex((line) => line.startsWith(`${key} = `));
       expect(index, `${key} is missing`).toBeGreaterThan(0);
       expect(lines[index - 1], `${key} has no comment above it`).toMatch(/^# \S/);
     }
   });
 
-  it("loads in the controller's own config loader and changes nothing but the paths and the log format", async () => {
-    const loaded = await loadConfig({ config: examplePath }, {}, "linux");
+  it("loads in the controller's own config loader: /var/lib/arcbox and /etc/arcbox's hooks, every other value a default", async () => {
+    const loaded = await loadConfig({ config: examplePath }, { env: {} });
     expect(loaded).toEqual({
-      ...defaultConfig("linux"),
-      machinesDir: "/var/lib/arcbox/machines",
-      daemonLock: "/var/lib/arcbox/run/daemon.lock",
+      ...defaultConfig("/var/lib/arcbox"),
+      machinesDirSource: `${examplePath}:18:1`,
+      hooksDir: "/etc/arcbox/hooks/network.d",
+      hooksDirSource: `${examplePath}:25:1`,
       logFormat: "json",
       configFile: examplePath,
     });
@@ -59,32 +62,25 @@ describe("manifests/examples/controller.toml", () => {
 describe("manifests/examples/user-controller.toml", () => {
   const userExamplePath = path.join(repoRoot, "manifests/examples/user-controller.toml");
 
-  it("sets only keys of DESIGN §6, each explained by a comment right above it", async () => {
+  it("sets only keys the loader knows, each explained by a comment right above it", async () => {
     const text = await readFile(userExamplePath, "utf8");
     const keys = Object.keys(parseToml(text));
-    const known = DESIGN_DEFAULTS.map(([key]) => key);
-    expect(keys.filter((key) => !known.includes(key))).toEqual([]);
+    expect(keys.filter((key) => !CONFIG_KEYS.includes(key))).toEqual([]);
     const lines = text.split("\n");
     for (const key of keys) expect(lines[lines.findIndex((line) => line.startsWith(`${key} = `)) - 1], key).toMatch(/^# \S/);
   });
 
-  for (const platform of ["linux", "darwin"] as const) {
-    it(`resolves everything inside the directory that holds it (${platform})`, async () => {
-      const arcboxDir = await makeTempDir("user-config");
-      try {
-        const file = path.join(arcboxDir, "controller.toml");
-        await copyFile(userExamplePath, file);
-        const loaded = await loadConfig({ config: file }, {}, platform);
-        expect(loaded).toEqual({
-          ...defaultConfig(platform),
-          machinesDir: path.join(arcboxDir, "machines"),
-          hooksDir: path.join(arcboxDir, "hooks/network.d"),
-          daemonLock: path.join(arcboxDir, "run/daemon.lock"),
-          configFile: file,
-        });
-      } finally {
-        await removeTempDir(arcboxDir);
-      }
-    });
-  }
+  it("is read from ~/.arcbox by itself, and everything stays in ~/.arcbox", async () => {
+    const home = await makeTempDir("user-config");
+    try {
+      const arcboxDir = path.join(home, ".arcbox");
+      await mkdir(arcboxDir);
+      const file = path.join(arcboxDir, "controller.toml");
+      await copyFile(userExamplePath, file);
+      const loaded = await loadConfig({}, { env: { HOME: home } });
+      expect(loaded).toEqual({ ...defaultConfig(arcboxDir), configFile: file });
+    } finally {
+      await removeTempDir(home);
+    }
+  });
 });

@@ -87,7 +87,7 @@ const podMonitorSchema = z.object({
   }),
 });
 
-/** `run` options of DESIGN §5, mapped to the config loader's flag names. */
+/** `run` options of docs/design.md#cli, mapped to the config loader's flag names. */
 const RUN_FLAGS: Record<string, keyof ConfigFlags> = {
   "--config": "config",
   "-c": "config",
@@ -123,8 +123,8 @@ async function loadManifests() {
 /** The controller configuration the container's `run` arguments give. */
 async function containerConfig(args: string[]) {
   const flags: ConfigFlags = {};
-  for (const [flag, value] of runOptions(args)) flags[RUN_FLAGS[flag] as keyof ConfigFlags] = value;
-  return loadConfig(flags, {}, "linux");
+  for (const [flag, value] of runOptions(args)) (flags as Record<string, string>)[RUN_FLAGS[flag]!] = value;
+  return loadConfig(flags, { env: {} });
 }
 
 /**
@@ -143,7 +143,7 @@ function hostSource(pod: PodSpec, container: Container, containerPath: string) {
   return { mount: mount!, hostPath: `${volume?.hostPath?.path ?? ""}${rest}` };
 }
 
-/** The `run` arguments as flag → value; fails on a flag DESIGN §5 does not define for `run`. */
+/** The `run` arguments as flag → value; fails on a flag docs/design.md#cli does not define for `run`. */
 function runOptions(args: string[]): Map<string, string> {
   expect(args[0], "the container must run the `run` command").toBe("run");
   const options = new Map<string, string>();

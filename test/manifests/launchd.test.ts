@@ -7,14 +7,13 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
 import { chmod, copyFile, cp, mkdir, open, readFile, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { parseDuration } from "../../src/controller/config.js";
-import { machineToml, writeMachine } from "../helpers/machines.js";
+import { machineToml, writeHook, writeMachine } from "../helpers/machines.js";
 import { requireToolOrSkip } from "../helpers/prometheus.js";
 import { makeTempDir, removeTempDir, waitFor } from "../helpers/processes.js";
 import { runTool } from "../helpers/tools.js";
@@ -186,9 +185,6 @@ describe("manifests/launchd with plistlib", () => {
 
 describe("the agent started as launchd starts it", () => {
   requireToolOrSkip("python3", "runs from an npm global install with only the plist's environment, logs to its files, recovers, and exits 0 on SIGTERM", async (python) => {
-    // On Linux the controller also reads /etc/arcbox/controller.toml by default; a host that has
-    // one would point this run at its real machines.
-    expect(existsSync("/etc/arcbox/controller.toml"), "/etc/arcbox/controller.toml exists on this host").toBe(false);
     const dir = await makeTempDir("launchd-agent");
     try {
       const home = path.join(dir, "Users/ada");
@@ -202,14 +198,16 @@ describe("the agent started as launchd starts it", () => {
       const stderrPath = stringOf(plist.StandardErrorPath, "StandardErrorPath");
       const machinesDir = path.join(home, ".arcbox/machines");
       await writeMachine(machinesDir, "web", machineToml("web"));
+      // A hook in the default hooks directory, ~/.arcbox/hooks/network.d: it must run.
+      const hookRan = path.join(dir, "hook-ran");
+      await writeHook(path.join(home, ".arcbox/hooks/network.d"), "10-net", `echo "$ARCBOX_MACHINE" > '${hookRan}'`);
 
       const stdout = await open(stdoutPath, "a");
       const stderr = await open(stderrPath, "a");
       const agent = spawn(program as string, args, {
         cwd: "/",
-        // Only what the plist sets. The two additions keep the test to itself: a free port instead
-        // of 9464, and macOS's default hooks directory (Linux's is /etc/arcbox/hooks/network.d).
-        env: { ...environmentOf(plist), ARCBOX_LISTEN: "127.0.0.1:0", ARCBOX_HOOKS_DIR: path.join(home, ".arcbox/hooks/network.d") },
+        // Only what the plist sets, and a free port instead of 9464 to keep the test to itself.
+        env: { ...environmentOf(plist), ARCBOX_LISTEN: "127.0.0.1:0" },
         stdio: ["ignore", stdout.fd, stderr.fd],
       });
       const exited = once(agent, "exit");
@@ -240,6 +238,8 @@ describe("the agent started as launchd starts it", () => {
           "the machine recovered line in controller.stdout.log",
         );
         expect(String(recovered?.reason)).toContain("the arcbox daemon is not running");
+        expect(recovered?.hooks).toEqual(["10-net"]);
+        expect(await readFile(hookRan, "utf8")).toBe("web\n");
       } finally {
         agent.kill("SIGTERM");
       }

@@ -168,7 +168,7 @@ describe("manifests/systemd settings", () => {
 
   it("the system unit's daemon lock lies outside ReadWritePaths but on a readable path", async () => {
     const settings = serviceSettings(await readFile(SYSTEM_UNIT, "utf8"));
-    const loaded = await loadConfig({ config: path.join(repoRoot, "manifests/examples/controller.toml") }, {}, "linux");
+    const loaded = await loadConfig({ config: path.join(repoRoot, "manifests/examples/controller.toml") }, { env: {} });
     expect(loaded.liveness).toBe("daemon");
     expect(loaded.daemonLock).toBe("/var/lib/arcbox/run/daemon.lock");
     // The probe opens the lock read-only: no write access is granted, and nothing hides it.
@@ -216,7 +216,7 @@ describe("manifests/systemd settings", () => {
     const text = await readFile(USER_UNIT, "utf8");
     expect(only(sectionSettings(text, "Install"), "WantedBy")).toBe("default.target");
     const settings = serviceSettings(text);
-    expect(only(settings, "ExecStart")).toBe("arcbox-controller run --config %h/.arcbox/controller.toml");
+    expect(only(settings, "ExecStart")).toBe("arcbox-controller run");
     await expectServiceLifecycle(settings);
     // A user manager runs everything as the user: these are system-manager settings.
     for (const key of ["User", "Group", "AmbientCapabilities", "CapabilityBoundingSet"]) {
@@ -243,18 +243,18 @@ describe("manifests/systemd settings", () => {
     }
   });
 
-  it("the user unit's config puts machines, hooks and the daemon lock in the user's ~/.arcbox", async () => {
+  it("the user unit puts machines, hooks and the daemon lock in the user's ~/.arcbox, and reads its settings there", async () => {
     const home = await makeTempDir("systemd-user-home");
     try {
       await mkdir(path.join(home, ".arcbox"));
       await copyFile(path.join(repoRoot, "manifests/examples/user-controller.toml"), path.join(home, ".arcbox/controller.toml"));
       const execStart = only(serviceSettings(await readFile(USER_UNIT, "utf8")), "ExecStart") ?? "";
-      // systemd replaces %h with the user's home directory.
-      const [, command, ...args] = execStart.replaceAll("%h", home).split(" ");
+      const [, command, ...args] = execStart.split(" ");
       expect(command).toBe("run");
-      expect(args.slice(0, 1)).toEqual(["--config"]);
-      expect(args).toHaveLength(2);
-      const config = await loadConfig({ config: args[1] }, {}, "linux");
+      expect(args).toEqual([]);
+      // A user manager sets HOME for its services.
+      const config = await loadConfig({}, { env: { HOME: home } });
+      expect(config.configFile).toBe(path.join(home, ".arcbox/controller.toml"));
       expect(config).toMatchObject({
         machinesDir: path.join(home, ".arcbox/machines"),
         hooksDir: path.join(home, ".arcbox/hooks/network.d"),

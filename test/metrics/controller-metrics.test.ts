@@ -6,7 +6,7 @@ import { requireToolOrSkip } from "../helpers/prometheus.js";
 import { parseExposition, samplesOf, valueOf, type Exposition } from "./exposition-parser.js";
 import { startTestServer, type TestServer } from "./server-fixture.js";
 
-/** DESIGN §7: every metric, its type, and the label values present from start-up. */
+/** docs/design.md#metrics: every metric, its type, and the label values present from start-up. */
 const CONTRACT: Array<{ name: string; type: string; labels?: Record<string, string[]> }> = [
   { name: "arcbox_machines", type: "gauge", labels: { state: ["created", "running", "stopped", "invalid"] } },
   { name: "arcbox_machines_needing_recovery", type: "gauge" },

@@ -112,7 +112,7 @@ describe("a full disk", () => {
     const original = machineToml("web");
     const file = await writeMachine(machines, "web", original);
     await fillDisk(true);
-    const args = [CLI, "reconcile", "--config", "/dev/null", "-d", machines, "--hooks-dir", path.join(root, "no-hooks"), "--liveness", "none", "-o", "json"];
+    const args = [CLI, "reconcile", "--config", "/dev/null", "-d", machines, "--no-hooks", "--liveness", "none", "-o", "json"];
     const failed = await execFileAsync(process.execPath, args).catch((e: { code: number; stdout: string; stderr: string }) => e);
     expect((failed as { code: number }).code).toBe(1);
     expect(JSON.parse((failed as { stdout: string }).stdout)).toMatchObject({ machines: 1, recovered: 0, errors: 1 });
@@ -129,7 +129,7 @@ describe("a full disk", () => {
   withRealDisk("the service starts on a full disk, retries, and recovers by itself once space is back", async () => {
     const file = await writeMachine(machines, "web", machineToml("web"));
     await fillDisk(true);
-    const controller = await startControllerProcess(["--config", "/dev/null", "-d", machines, "--hooks-dir", path.join(root, "no-hooks"), "--liveness", "none", "--listen", "127.0.0.1:0"]);
+    const controller = await startControllerProcess(["--config", "/dev/null", "-d", machines, "--no-hooks", "--liveness", "none", "--listen", "127.0.0.1:0"]);
     try {
       const failures = () => controller.logs.filter((line) => line.msg === "reconcile failed; will retry" && line.machine === "web");
       await waitFor(() => failures().length >= 2, "two failed attempts");

@@ -29,7 +29,7 @@ afterEach(() => removeTempDir(root));
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const config = path.join(root, "controller.toml");
   await writeFile(config, "# defaults\n");
-  const argv = [CLI, args[0]!, "--config", config, "-d", machines, "--hooks-dir", path.join(root, "no-hooks"), "--liveness", "none", ...args.slice(1)];
+  const argv = [CLI, args[0]!, "--config", config, "-d", machines, "--no-hooks", "--liveness", "none", ...args.slice(1)];
   try {
     const { stdout, stderr } = await execFileAsync(process.execPath, argv, { env: { PATH: process.env.PATH } });
     return { code: 0, stdout, stderr };
@@ -100,7 +100,7 @@ describe.runIf(isRoot)("as root", () => {
 
     await writeMachine(machines, "web", machineToml("web", { state: "running" }));
     await writeFile(path.join(root, "allow.toml"), "allow_untrusted_machines_dir = true\n");
-    const configured = await execFileAsync(process.execPath, [CLI, "reconcile", "--config", path.join(root, "allow.toml"), "-d", machines, "--liveness", "none", "--hooks-dir", path.join(root, "no-hooks")]);
+    const configured = await execFileAsync(process.execPath, [CLI, "reconcile", "--config", path.join(root, "allow.toml"), "-d", machines, "--liveness", "none", "--no-hooks"]);
     expect(configured.stdout).toMatch(/1 recovered/);
   });
 });

@@ -104,7 +104,7 @@ describe("a machine directory that cannot be read", () => {
   });
 
   it("`reconcile` recovers every other machine and counts it as invalid", async () => {
-    const args = [path.join(app, "dist", "cli.js"), "reconcile", "--config", config, "-d", machines, "--hooks-dir", path.join(root, "no-hooks"), "--liveness", "none", "-o", "json"];
+    const args = [path.join(app, "dist", "cli.js"), "reconcile", "--config", config, "-d", machines, "--no-hooks", "--liveness", "none", "-o", "json"];
     const { code, stdout, stderr } = await runNodeAsNobody(args);
     expect(code, stderr).toBe(1);
     expect(JSON.parse(stdout)).toMatchObject({ machines: 4, recovered: 3, errors: 0, invalid: 1, pending: 0 });
@@ -131,7 +131,7 @@ describe("a machine directory that cannot be read", () => {
   });
 
   it("`run` starts, recovers every other machine and reports it", async () => {
-    const args = [path.join(app, "dist", "cli.js"), "run", "--config", config, "-d", machines, "--hooks-dir", path.join(root, "no-hooks"), "--liveness", "none", "--listen", "127.0.0.1:0"];
+    const args = [path.join(app, "dist", "cli.js"), "run", "--config", config, "-d", machines, "--no-hooks", "--liveness", "none", "--listen", "127.0.0.1:0"];
     const child = spawnNodeAsNobody(args);
     const exited = once(child, "exit");
     const log: Record<string, unknown>[] = [];

@@ -1,8 +1,9 @@
-/** Finding the networking hooks in `hooks_dir` (DESIGN §4). */
+/** Finding the networking hooks in `hooks_dir` (docs/design.md#hooks-directory). */
 import { constants as fsConstants, lstatSync, statSync } from "node:fs";
 import { access, readdir, stat } from "node:fs/promises";
 import path from "node:path";
-import { ExecutableHook, formatMode, type ExecutableHookOptions } from "./executable-hook.js";
+import { controllingAncestors, formatMode, untrustedDirectoryReason } from "../../platform/dir-trust.js";
+import { ExecutableHook, type ExecutableHookOptions } from "./executable-hook.js";
 import { HostFileError } from "../host-file-error.js";
 
 export interface SkippedHookFile {
@@ -17,11 +18,21 @@ export interface DiscoveredHooks {
   skipped: SkippedHookFile[];
 }
 
-/** The hooks directory exists but cannot be listed (not a directory, permissions). */
+/**
+ * The hooks directory cannot be used: it does not exist (`code` ENOENT), is not a directory
+ * (ENOTDIR), is not trusted (`UNTRUSTED`: someone else could put a hook in it) or cannot be read.
+ * A recovery never runs without the hooks of a directory it was given.
+ */
 export class HooksDirectoryError extends HostFileError {
-  constructor(path: string, code: string | undefined, options?: { cause?: unknown }) {
-    super(path, code, `cannot read hooks directory ${path}: ${code ?? "unknown error"}`, options);
+  constructor(path: string, code: string | undefined, detail?: string, options?: { cause?: unknown }) {
+    super(path, code, `hooks directory ${path} ${detail ?? describeDirectoryCode(code)}`, options);
   }
+}
+
+function describeDirectoryCode(code: string | undefined): string {
+  if (code === "ENOENT") return "does not exist";
+  if (code === "ENOTDIR") return "is not a directory";
+  return `cannot be read (${code ?? "unknown error"})`;
 }
 
 /** Package-manager and editor leftovers that run-parts also ignores. */
@@ -47,17 +58,15 @@ export function skipReasonForName(name: string): string | undefined {
  * Discovery does not check ownership or permissions for safety: {@link ExecutableHook.recover} does
  * that right before each run, so a file replaced after discovery is still checked.
  *
- * A missing `hooksDir` gives no hooks. Throws {@link HooksDirectoryError} when it exists but cannot
- * be listed.
+ * Throws {@link HooksDirectoryError} when `hooksDir` does not exist, is not a directory or cannot be
+ * listed: a missing directory is never taken for "no hooks". Trust is {@link checkHooksDirectoryTrust}'s.
  */
 export async function discoverHooks(hooksDir: string, options: ExecutableHookOptions = {}): Promise<DiscoveredHooks> {
   let names: Buffer[];
   try {
     names = await readdir(hooksDir, { encoding: "buffer" });
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") return { hooks: [], skipped: [] };
-    throw new HooksDirectoryError(hooksDir, code, { cause: error });
+    throw new HooksDirectoryError(hooksDir, (error as NodeJS.ErrnoException).code, undefined, { cause: error });
   }
   names.sort(Buffer.compare);
 
@@ -97,23 +106,67 @@ async function skipReasonForFile(file: string): Promise<string | undefined> {
 }
 
 /**
- * `discoverHooks` for every recovery, without listing the directory each time: the last discovery is
- * reused while the directory and every entry it found are unchanged (device, inode, modification and
+ * Throws {@link HooksDirectoryError} (code `UNTRUSTED`) when a user other than root or this process's
+ * own could change which hooks run: the directory (its target, when it is a symbolic link) must be
+ * owned by one of them and not be writable by group or others; so must every directory above it,
+ * along the path as given and as resolved, except that those may be writable by others when their
+ * sticky bit is set (as /tmp is). Also throws HooksDirectoryError when the directory does not exist
+ * or is not a directory, and `effectiveUid` defaults to this process's.
+ */
+export async function checkHooksDirectoryTrust(hooksDir: string, effectiveUid = process.geteuid?.()): Promise<void> {
+  const trustedUids = new Set([0, ...(effectiveUid === undefined ? [] : [effectiveUid])]);
+  const problem = async (dir: string, stickyAllowed: boolean): Promise<string | undefined> => {
+    let info;
+    try {
+      info = await stat(dir);
+    } catch (error) {
+      throw new HooksDirectoryError(hooksDir, (error as NodeJS.ErrnoException).code, undefined, { cause: error });
+    }
+    if (!info.isDirectory()) throw new HooksDirectoryError(hooksDir, "ENOTDIR");
+    const reason = untrustedDirectoryReason(info, { trustedUids, stickyAllowed });
+    return reason === undefined ? undefined : `${dir} is ${reason}`;
+  };
+  const own = await problem(hooksDir, false);
+  const found = own ?? (await firstProblem(await controllingAncestors(path.resolve(hooksDir)), (dir) => problem(dir, true)));
+  if (found === undefined) return;
+  throw new HooksDirectoryError(
+    hooksDir,
+    "UNTRUSTED",
+    `is not trusted: ${found}, so someone other than root or the controller's user could make it run their code; ` +
+      `make it owned by root or that user and not writable by group or others (chown, chmod go-w)`,
+  );
+}
+
+async function firstProblem(dirs: string[], check: (dir: string) => Promise<string | undefined>): Promise<string | undefined> {
+  for (const dir of dirs) {
+    const found = await check(dir);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/**
+ * `checkHooksDirectoryTrust` and `discoverHooks` for every recovery, without doing them each time: the
+ * last result is reused while the directory, every entry it found and every directory above it are
+ * unchanged (device, inode, owner, mode, and for the directory and its entries the modification and
  * change times: adding, removing, renaming, editing or chmod-ing a hook changes one of them). That
- * costs one `stat` of the directory and one per entry instead of a listing and two calls per entry.
- * Resolves with `changed: true` when the hooks were discovered afresh (then skipped entries are worth
- * reporting again). Rejects as `discoverHooks`.
+ * costs a few `lstat`s instead of a listing, two calls per entry and the trust check. Resolves with
+ * `changed: true` when the hooks were discovered afresh (then skipped entries are worth reporting
+ * again). Rejects as `checkHooksDirectoryTrust` and `discoverHooks`; a failure is never reused.
  */
 export function cachedHookDiscovery(hooksDir: string, options: ExecutableHookOptions = {}): () => Promise<DiscoveredHooks & { changed: boolean }> {
-  let last: { key: string; found: DiscoveredHooks } | undefined;
+  let last: { key: string; found: DiscoveredHooks; ancestors: string[] } | undefined;
   const entriesOf = (found: DiscoveredHooks) => [...found.hooks.map((hook) => hook.path), ...found.skipped.map((skip) => skip.file)];
   return async () => {
-    if (last && discoveryKey(hooksDir, entriesOf(last.found)).key === last.key) return { ...last.found, changed: false };
+    if (last && discoveryKey(hooksDir, entriesOf(last.found), last.ancestors).key === last.key) return { ...last.found, changed: false };
+    last = undefined;
+    const ancestors = await controllingAncestors(path.resolve(hooksDir));
+    await checkHooksDirectoryTrust(hooksDir);
     const found = await discoverHooks(hooksDir, options);
-    const { key, newestMs } = discoveryKey(hooksDir, entriesOf(found));
+    const { key, newestMs } = discoveryKey(hooksDir, entriesOf(found), ancestors);
     // A change within the file system's timestamp granularity of the last one would leave the same
     // times behind: a discovery is reused only once everything it saw is older than that.
-    last = Date.now() - newestMs > RACY_TIMESTAMP_MS ? { key, found } : undefined;
+    if (Date.now() - newestMs > RACY_TIMESTAMP_MS) last = { key, found, ancestors };
     return { ...found, changed: true };
   };
 }
@@ -121,21 +174,31 @@ export function cachedHookDiscovery(hooksDir: string, options: ExecutableHookOpt
 /** Times closer to now than this may still be followed by a change that leaves them as they are. */
 const RACY_TIMESTAMP_MS = 2_000;
 
-/** What must not change for a discovery to stay valid (the directory's and each entry's identity and times), and the newest of those times. */
-function discoveryKey(hooksDir: string, entries: string[]): { key: string; newestMs: number } {
+/**
+ * What must not change for a discovery to stay valid: the directory's and each entry's identity and
+ * times, and the identity, owner and mode of each directory above it (not their times: /tmp's change
+ * all the time). Also the newest of the times.
+ */
+function discoveryKey(hooksDir: string, entries: string[], ancestors: string[]): { key: string; newestMs: number } {
   let newestMs = 0;
-  const identity = (path: string, follow: boolean): string => {
+  const identity = (path: string, follow: boolean, times = true): string => {
     try {
-      // throwIfNoEntry: a missing hooks directory is the usual case, and an exception costs more than the stat.
+      // throwIfNoEntry: an exception costs more than the stat.
       const stat = follow ? statSync(path, { bigint: true, throwIfNoEntry: false }) : lstatSync(path, { bigint: true, throwIfNoEntry: false });
       if (stat === undefined) return "ENOENT";
+      const id = `${stat.dev}:${stat.ino}:${stat.mode}:${stat.uid}`;
+      if (!times) return id;
       newestMs = Math.max(newestMs, Number(stat.mtimeNs / 1_000_000n), Number(stat.ctimeNs / 1_000_000n));
-      return `${stat.dev}:${stat.ino}:${stat.mode}:${stat.mtimeNs}:${stat.ctimeNs}`;
+      return `${id}:${stat.mtimeNs}:${stat.ctimeNs}`;
     } catch (error) {
       return (error as NodeJS.ErrnoException).code ?? "error";
     }
   };
-  // An entry is looked at both as itself and as what a symlink leads to (the hook that runs).
-  const key = [identity(hooksDir, false), ...entries.map((entry) => `${identity(entry, false)}>${identity(entry, true)}`)].join("|");
+  // The directory and each entry are looked at both as themselves and as what a symlink leads to.
+  const key = [
+    ...ancestors.map((dir) => identity(dir, false, false)),
+    `${identity(hooksDir, false)}>${identity(hooksDir, true)}`,
+    ...entries.map((entry) => `${identity(entry, false)}>${identity(entry, true)}`),
+  ].join("|");
   return { key, newestMs };
 }

@@ -1,4 +1,4 @@
-/** Errors of the networking hooks (DESIGN §4). Both stop the recovery of the machine. */
+/** Errors of the networking hooks (docs/design.md#hooks). Both stop the recovery of the machine. */
 
 /** Base class of every error a networking hook run ends with. */
 export abstract class NetworkHookError extends Error {

@@ -1,9 +1,10 @@
-/** Running one networking hook executable (DESIGN §4). */
+/** Running one networking hook executable (docs/design.md#hooks). */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { stat } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import { formatMode } from "../../platform/dir-trust.js";
 import { toJsonWithBigInts, type Machine } from "../../store/machine.js";
 import { HookError, HookRefusedError } from "./errors.js";
 import type { HookContext, NetworkHook } from "./network-hook.js";
@@ -39,7 +40,7 @@ export interface ExecutableHookOptions {
 
 /**
  * A hook that is an executable file, run as `<file> recover <machine>` without a shell, in the
- * machine's directory, with only the `ARCBOX_*` environment of DESIGN §4 and the machine as JSON on
+ * machine's directory, with only the `ARCBOX_*` environment of docs/design.md#hooks and the machine as JSON on
  * stdin.
  *
  * The hook runs in its own process group. On timeout or abort the whole group gets SIGTERM, then
@@ -249,11 +250,6 @@ async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> 
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** Permission bits as four octal digits, e.g. `0755`. */
-export function formatMode(mode: number): string {
-  return (mode & 0o7777).toString(8).padStart(4, "0");
 }
 
 function checkedPositive(option: string, value: number, max: number): number {

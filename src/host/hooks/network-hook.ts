@@ -1,4 +1,4 @@
-/** The in-process interface of a networking hook (DESIGN §4), shared by executable and library hooks. */
+/** The in-process interface of a networking hook (docs/design.md#hooks), shared by executable and library hooks. */
 import type { Machine } from "../../store/machine.js";
 
 export interface HookContext {

@@ -1,4 +1,4 @@
-/** Running the networking hooks of a recovery, in order (DESIGN §4). */
+/** Running the networking hooks of a recovery, in order (docs/design.md#hooks). */
 import { performance } from "node:perf_hooks";
 import type { Machine } from "../../store/machine.js";
 import { HookError, NetworkHookError } from "./errors.js";
