@@ -1,35 +1,26 @@
 /**
- * The metric names of DESIGN §7, which dashboards and alert rules may name, and a way to find the
- * metric names used in a PromQL expression.
+ * The metric names of docs/design.md#metrics, which dashboards and alert rules may name (read from
+ * its table, the contract), and a way to find the metric names used in a PromQL expression.
  */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { Registry } from "prom-client";
 import { registerNodeMetrics } from "../../src/metrics/node-metrics.js";
 
-/** Every `arcbox_` metric of DESIGN §7 with its type. */
-export const DESIGN_METRICS: ReadonlyMap<string, "gauge" | "counter" | "histogram"> = new Map([
-  ["arcbox_machines", "gauge"],
-  ["arcbox_machines_needing_recovery", "gauge"],
-  ["arcbox_machine_state", "gauge"],
-  ["arcbox_recoveries_total", "counter"],
-  ["arcbox_reconcile_total", "counter"],
-  ["arcbox_reconcile_errors_total", "counter"],
-  ["arcbox_reconcile_duration_seconds", "histogram"],
-  ["arcbox_network_hook_runs_total", "counter"],
-  ["arcbox_network_hook_duration_seconds", "histogram"],
-  ["arcbox_store_writes_total", "counter"],
-  ["arcbox_workqueue_depth", "gauge"],
-  ["arcbox_workqueue_adds_total", "counter"],
-  ["arcbox_workqueue_retries_total", "counter"],
-  ["arcbox_workqueue_queue_duration_seconds", "histogram"],
-  ["arcbox_workqueue_work_duration_seconds", "histogram"],
-  ["arcbox_workqueue_unfinished_work_seconds", "gauge"],
-  ["arcbox_workqueue_longest_running_processor_seconds", "gauge"],
-  ["arcbox_watch_events_total", "counter"],
-  ["arcbox_last_resync_timestamp_seconds", "gauge"],
-  ["arcbox_controller_build_info", "gauge"],
-  ["arcbox_daemon_up", "gauge"],
-  ["arcbox_liveness_probe_errors_total", "counter"],
-]);
+type MetricType = "gauge" | "counter" | "histogram";
+
+/** The rows `| `name` | type | …` of the metrics table in docs/design.md, in order. */
+export function documentedMetrics(markdown: string): Map<string, MetricType> {
+  const section = markdown.split('<a id="metrics"></a>')[1]?.split('<a id="endpoints"></a>')[0] ?? "";
+  const metrics = new Map<string, MetricType>();
+  for (const match of section.matchAll(/^\| `(arcbox_[a-z0-9_]+)` \| (gauge|counter|histogram)\b/gm)) metrics.set(match[1]!, match[2] as MetricType);
+  return metrics;
+}
+
+/** Every `arcbox_` metric of docs/design.md#metrics with its type. */
+export const DOCUMENTED_METRICS: ReadonlyMap<string, MetricType> = documentedMetrics(
+  readFileSync(fileURLToPath(new URL("../../docs/design.md", import.meta.url)), "utf8"),
+);
 
 /** Names of the series a metric exposes: a histogram's `_bucket`, `_sum` and `_count`, else itself. */
 function seriesNames(name: string, type: string): string[] {
@@ -37,13 +28,13 @@ function seriesNames(name: string, type: string): string[] {
 }
 
 /**
- * Every series name a query may select: the §7 metrics, the process and Node.js metrics the
+ * Every series name a query may select: the documented metrics, the process and Node.js metrics the
  * controller exports beside them (not every prom-client default: see node-metrics.ts), and
  * Prometheus' own `up`.
  */
 export async function allowedSeriesNames(): Promise<Set<string>> {
   const allowed = new Set<string>(["up"]);
-  for (const [name, type] of DESIGN_METRICS) for (const series of seriesNames(name, type)) allowed.add(series);
+  for (const [name, type] of DOCUMENTED_METRICS) for (const series of seriesNames(name, type)) allowed.add(series);
   const defaults = new Registry();
   registerNodeMetrics(defaults, { eventLoopSampleMs: 100 });
   for (const metric of await defaults.getMetricsAsJSON()) {

@@ -238,7 +238,7 @@ describe("the agent started as launchd starts it", () => {
           "the machine recovered line in controller.stdout.log",
         );
         expect(String(recovered?.reason)).toContain("the arcbox daemon is not running");
-        expect(recovered?.hooks).toEqual(["10-net"]);
+        expect(recovered?.hooks, JSON.stringify(await logLines())).toEqual(["10-net"]);
         expect(await readFile(hookRan, "utf8")).toBe("web\n");
       } finally {
         agent.kill("SIGTERM");

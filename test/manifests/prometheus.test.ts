@@ -136,7 +136,7 @@ describe("manifests/prometheus structure", () => {
     }
   });
 
-  it("alert expressions select only metrics of DESIGN §7, prom-client defaults and up", async () => {
+  it("alert expressions select only metrics of docs/design.md#metrics, prom-client defaults and up", async () => {
     const allowed = await allowedSeriesNames();
     const alerts = await readYaml(path.join(prometheusDir, "alerts.yml"), alertsSchema);
     const used = new Set<string>();
@@ -144,7 +144,7 @@ describe("manifests/prometheus structure", () => {
       const names = selectedMetricNames(rule.expr);
       expect(names.length, `${rule.alert} selects no metric`).toBeGreaterThan(0);
       for (const name of names) {
-        expect(allowed.has(name), `${rule.alert}: ${name} is not a metric of DESIGN §7`).toBe(true);
+        expect(allowed.has(name), `${rule.alert}: ${name} is not a metric of docs/design.md#metrics`).toBe(true);
         used.add(name);
       }
     }
