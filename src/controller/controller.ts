@@ -55,11 +55,13 @@ const BULK_RECOVERY_MIN_RUNNING = 100;
 const PAUSED_DETAIL = "paused while the machines are recovered (the arcbox daemon is down)";
 
 /**
- * How long stop() waits for the hooks it stops at the end of `shutdown_timeout`: just under their
- * SIGTERM-to-SIGKILL grace, so that a whole stop fits in `shutdown_timeout` plus that grace (a hook
- * that ignored SIGTERM gets its SIGKILL as the process ends).
+ * A whole stop fits in `shutdown_timeout` plus the hooks' SIGTERM-to-SIGKILL grace. In-flight work
+ * gets `shutdown_timeout` less this reserve: the hooks then still running are stopped early enough
+ * for their SIGKILL, the HTTP server's close and the process's exit to fit in the bound too.
  */
-const KILLED_HOOKS_WAIT_MS = DEFAULT_KILL_GRACE_MS - 250;
+const STOP_RESERVE_MS = 250;
+/** How long stop() waits for the hooks it stopped: their grace, and a little for them to be reaped. */
+const KILLED_HOOKS_WAIT_MS = DEFAULT_KILL_GRACE_MS + 100;
 
 /** Watch errors after which events are no longer delivered: the process should be restarted. */
 const FATAL_WATCH_ERRORS = new Set(["ENOSPC", "EMFILE", "ENFILE"]);
@@ -216,9 +218,9 @@ export class Controller {
 
   /**
    * Stops gracefully: readiness fails, watching and resync stop, in-flight reconciles finish within
-   * `shutdown_timeout` from the call (then running hooks are stopped, and waited for a little under
-   * their kill grace; no file is ever half-written because every write is a rename), and the lock is
-   * released. Resolves whether in-flight work drained in time.
+   * `shutdown_timeout` from the call, less a quarter second (then running hooks are stopped, and
+   * waited for through their kill grace; no file is ever half-written because every write is a
+   * rename), and the lock is released. Resolves whether in-flight work drained in time.
    */
   async stop(): Promise<boolean> {
     if (this.stopping) return true;
@@ -229,7 +231,7 @@ export class Controller {
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.daemon?.close();
     await this.watcher?.close();
-    const drained = await this.queue.shutDown({ timeoutMs: Math.max(0, config.shutdownTimeoutMs - (Date.now() - started)) });
+    const drained = await this.queue.shutDown({ timeoutMs: Math.max(0, config.shutdownTimeoutMs - STOP_RESERVE_MS - (Date.now() - started)) });
     if (!drained) {
       logger.warn({ shutdown_timeout_ms: config.shutdownTimeoutMs }, "in-flight reconciles did not finish in time; stopping their hooks");
       this.abort.abort();

@@ -114,8 +114,12 @@ describe("the default hooks directory missing (a new host)", () => {
     await waitFor(async () => (await stateOf()) === "stopped", "web to be recovered without hooks");
     const page = await (await fetch(`http://${controller.address}/`)).text();
     expect(page).toContain(`<p class="notice">Network hooks: none: the default hooks directory ${hooksDir} does not exist; recoveries run no hook</p>`);
-    const activity = (await (await fetch(`http://${controller.address}/activity`)).json()) as { events: Array<Record<string, unknown>> };
-    expect(activity.events.find((event) => event.kind === "recovered")).toMatchObject({ machine: "web", hooks: [], no_hooks: `the default hooks directory ${hooksDir} does not exist` });
+    // The activity is recorded after the write.
+    const recovered = await waitFor(async () => {
+      const activity = (await (await fetch(`http://${controller.address}/activity`)).json()) as { events: Array<Record<string, unknown>> };
+      return activity.events.find((event) => event.kind === "recovered");
+    }, "the recovery in /activity");
+    expect(recovered).toMatchObject({ machine: "web", hooks: [], no_hooks: `the default hooks directory ${hooksDir} does not exist` });
 
     // The directory appears: the next recovery runs its hook, and the page no longer warns.
     await writeHook(hooksDir, "10-net", `echo "$ARCBOX_MACHINE" >> '${marker}'`);

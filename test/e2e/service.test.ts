@@ -8,6 +8,7 @@ import { startControllerProcess, type RunningController } from "../helpers/cli-p
 import { machineToml, writeHook, writeMachine } from "../helpers/machines.js";
 import { isProcessGone, makeTempDir, readPidFileIfPresent, removeTempDir, startProcess, stopProcess, waitFor } from "../helpers/processes.js";
 import { mountFullTmpfs } from "../helpers/tmpfs.js";
+import { startStandInDaemon } from "../helpers/daemon.js";
 import type { ChildProcess } from "node:child_process";
 
 let root: string;
@@ -74,7 +75,8 @@ describe("signals", () => {
     const failed = failures().length;
     controller.child.kill("SIGHUP");
     await waitFor(async () => (await stateOf(machines, "web")) === "stopped", "web to be recovered after SIGHUP");
-    const recovered = controller.logs.find((line) => line.msg === "machine recovered")!;
+    // The log line follows the write.
+    const recovered = await waitFor(() => controller.logs.find((line) => line.msg === "machine recovered"), "the recovery's log line");
     // Retried because of the signal: before its backoff retry was due, and without failing again.
     expect(Date.parse(String(recovered.time))).toBeLessThan(retryDue);
     expect(failures()).toHaveLength(failed);
@@ -102,6 +104,46 @@ describe("signals", () => {
     expect(await isProcessGone(pid)).toBe(true);
     expect(await isProcessGone(grandchild)).toBe(true);
     expect(await stateOf(machines, "vm")).toBe("running");
+  });
+});
+
+describe("a stop ends within shutdown_timeout plus the hooks' 5 s kill grace", () => {
+  /** SIGTERM once; how long until the process exited, and its exit code. */
+  async function timedStop(controller: RunningController): Promise<{ ms: number; code: number | null }> {
+    const started = performance.now();
+    const code = await controller.stop();
+    return { ms: performance.now() - started, code };
+  }
+
+  it("with a hook that ignores SIGTERM: it is killed, the machine stays running, exit 0", async () => {
+    await writeMachine(machines, "vm", machineToml("vm"));
+    const hookPid = path.join(root, "hook.pid");
+    await writeHook(hooks, "10-stuck", `trap '' TERM; echo $$ > '${hookPid}'; while :; do sleep 1; done`);
+    await writeFile(config, 'liveness = "none"\nshutdown_timeout = "1s"\nhook_timeout = "10m"\n');
+    const controller = await service();
+    const pid = await waitFor(() => readPidFileIfPresent(hookPid), "the hook to start");
+    const stop = await timedStop(controller);
+    expect(stop.code).toBe(0);
+    expect(stop.ms).toBeLessThan(1000 + 5000);
+    expect(controller.logs.at(-1)).toMatchObject({ msg: "stopped", drained: false });
+    expect(await isProcessGone(pid)).toBe(true);
+    expect(await stateOf(machines, "vm")).toBe("running");
+  });
+
+  it("after the arcbox daemon flapped up and down", async () => {
+    for (let i = 0; i < 5; i++) await writeMachine(machines, `vm${i}`, machineToml(`vm${i}`));
+    await writeFile(config, 'shutdown_timeout = "2s"\ndaemon_poll_interval = "20ms"\n');
+    const controller = await service();
+    await controller.ready();
+    for (let round = 0; round < 5; round++) {
+      const daemon = await startStandInDaemon(path.join(root, "run", "daemon.lock"));
+      await waitFor(() => controller.logs.filter((line) => line.msg === "arcbox daemon is up").length > round, `the daemon up, round ${round}`);
+      await daemon.kill();
+    }
+    const stop = await timedStop(controller);
+    expect(stop.code).toBe(0);
+    expect(stop.ms).toBeLessThan(2000 + 5000);
+    expect(controller.logs.at(-1)).toMatchObject({ msg: "stopped" });
   });
 });
 
