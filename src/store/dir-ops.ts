@@ -12,10 +12,11 @@
  * The first that works here is used. Exchanging two names (renameat2 RENAME_EXCHANGE on Linux,
  * renameatx_np RENAME_SWAP on macOS) and renaming without replacing always go through the binding.
  *
- * Most calls are made synchronously: opening, renaming and reading or writing a config (at most
- * 1 MiB, usually a few hundred bytes in the page cache) take microseconds, less than a hand-off to
- * libuv's thread pool and back. fsync, which waits for the disk, and unlink, which frees the file's
- * blocks, stay asynchronous, so that those of several machines overlap.
+ * Every call is made off the main thread (libuv's thread pool; koffi's workers for the calls through
+ * the binding), since a machine directory may lie on a mount that stops answering: the main thread
+ * must go on serving health checks and other machines meanwhile (the store's deadlines say when to
+ * stop waiting). The one exception is `openat` in the `syscall` way, which the binding cannot call
+ * off the main thread (it is variadic); where `/proc/self/fd` or `/dev/fd` works it is never used.
  */
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
@@ -70,20 +71,31 @@ export function isUnsupported(error: unknown): boolean {
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = fs.constants;
 const DIRECTORY_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
 
-const fsyncAsync = promisify(fs.fsync);
+/** Node's callback-style calls as promises: they run in libuv's thread pool and hand back plain descriptors. */
+const call = {
+  open: promisify(fs.open),
+  read: promisify(fs.read),
+  write: promisify(fs.write),
+  fstat: promisify(fs.fstat),
+  lstat: promisify(fs.lstat),
+  fchmod: promisify(fs.fchmod),
+  fchown: promisify(fs.fchown),
+  fsync: promisify(fs.fsync),
+  close: promisify(fs.close),
+};
 
 /** The operations on descriptors, the same whatever the way names are reached. */
 const descriptorOps = {
-  openDirectory: async (path: string) => fs.openSync(path, DIRECTORY_FLAGS),
+  openDirectory: (path: string) => call.open(path, DIRECTORY_FLAGS),
   read: async (fd: number, buffer: Uint8Array, offset: number, length: number, position: number) =>
-    fs.readSync(fd, buffer, offset, length, position),
+    (await call.read(fd, buffer, offset, length, position)).bytesRead,
   write: async (fd: number, data: Uint8Array, offset: number, length: number, position: number) =>
-    fs.writeSync(fd, data, offset, length, position),
-  fstat: async (fd: number) => fs.fstatSync(fd, { bigint: true }),
-  fchmod: async (fd: number, mode: number) => fs.fchmodSync(fd, mode),
-  fchown: async (fd: number, uid: number, gid: number) => fs.fchownSync(fd, uid, gid),
-  fsync: (fd: number) => fsyncAsync(fd),
-  close: async (fd: number) => fs.closeSync(fd),
+    (await call.write(fd, data, offset, length, position)).bytesWritten,
+  fstat: (fd: number) => call.fstat(fd, { bigint: true }),
+  fchmod: (fd: number, mode: number) => call.fchmod(fd, mode),
+  fchown: (fd: number, uid: number, gid: number) => call.fchown(fd, uid, gid),
+  fsync: (fd: number) => call.fsync(fd),
+  close: (fd: number) => call.close(fd),
 };
 
 /** Names reached as `<root>/<fd>/<name>`. */
@@ -92,17 +104,15 @@ function fdPathOps(access: "proc" | "devfd", root: string): DurableFsOps {
   return {
     access,
     ...descriptorOps,
-    openAt: async (dir, name, flags, mode) => fs.openSync(at(dir, name), flags, mode),
-    statAt: async (dir, name) => fs.lstatSync(at(dir, name), { bigint: true }),
-    readDir: async (dir) => fs.readdirSync(`${root}/${dir}`, { withFileTypes: true }),
+    openAt: (dir, name, flags, mode) => call.open(at(dir, name), flags, mode),
+    statAt: (dir, name) => call.lstat(at(dir, name), { bigint: true }),
+    readDir: (dir) => fs.promises.readdir(`${root}/${dir}`, { withFileTypes: true }),
     renameAt: async (dir, from, to, mode) => {
-      if (mode === "replace") fs.renameSync(at(dir, from), at(dir, to));
-      else renameSpecial(dir, from, to, mode);
+      if (mode === "replace") await fs.promises.rename(at(dir, from), at(dir, to));
+      else await renameSpecial(dir, from, to, mode);
     },
-    // Freeing a file's blocks takes the longest of these calls: done in the thread pool, so that the
-    // unlinks of several machines overlap.
     unlinkAt: (dir, name) => fs.promises.unlink(at(dir, name)),
-    rmdirAt: async (dir, name) => fs.rmdirSync(at(dir, name)),
+    rmdirAt: (dir, name) => fs.promises.rmdir(at(dir, name)),
   };
 }
 
@@ -126,6 +136,24 @@ function platformConstants(): PlatformConstants {
 }
 
 type IntCall = (...args: unknown[]) => number;
+/** A bound C function that can also be called on one of the binding's worker threads. */
+type AsyncIntCall = IntCall & { async: (...args: unknown[]) => void };
+
+/**
+ * Calls `fn` with `args` on a worker thread of the binding, again while it fails with EINTR; rejects
+ * with a Node-style system error on failure.
+ */
+async function checkedAsync(syscall: string, fn: AsyncIntCall, args: unknown[]): Promise<number> {
+  const { errno } = libc();
+  for (;;) {
+    // errno is read in the completion callback itself, before any other call can change it.
+    const { result, error } = await new Promise<{ result: number; error: number }>((resolve, reject) =>
+      fn.async(...args, (failure: unknown, value: number) => (failure ? reject(failure) : resolve({ result: value, error: value < 0 ? errno() : 0 }))),
+    );
+    if (result >= 0) return result;
+    if (error !== osConstants.errno.EINTR) throw systemCallError(error, syscall);
+  }
+}
 
 /** Calls `fn` until it does not fail with EINTR; throws a Node-style system error on failure. */
 function checked(syscall: string, fn: () => number): number {
@@ -138,23 +166,23 @@ function checked(syscall: string, fn: () => number): number {
   }
 }
 
-let boundRenameSpecial: ((dir: number, from: string, to: string, flags: number) => void) | undefined;
+let boundRenameSpecial: ((dir: number, from: string, to: string, flags: number) => Promise<void>) | undefined;
 
 /** A `noreplace` or `exchange` rename within `dir`: renameat2 (Linux) or renameatx_np (macOS), bound on first use. */
-function renameSpecial(dir: number, from: string, to: string, mode: "noreplace" | "exchange"): void {
+async function renameSpecial(dir: number, from: string, to: string, mode: "noreplace" | "exchange"): Promise<void> {
   const constants = platformConstants();
   if (!boundRenameSpecial) {
     const name = process.platform === "darwin" ? "renameatx_np" : "renameat2";
-    let call: IntCall;
+    let bound: AsyncIntCall;
     try {
-      call = libc().lib.func(`int ${name}(int fromfd, const char *from, int tofd, const char *to, unsigned int flags)`) as IntCall;
+      bound = libc().lib.func(`int ${name}(int fromfd, const char *from, int tofd, const char *to, unsigned int flags)`) as AsyncIntCall;
     } catch {
       // An old C library without the call: the caller falls back to a plain rename.
       throw systemCallError(osConstants.errno.ENOSYS, name);
     }
-    boundRenameSpecial = (d, f, t, flags) => void checked(name, () => call(d, f, d, t, flags));
+    boundRenameSpecial = async (d, f, t, flags) => void (await checkedAsync(name, bound, [d, f, d, t, flags]));
   }
-  boundRenameSpecial(dir, from, to, mode === "exchange" ? constants.RENAME_EXCHANGE : constants.RENAME_NOREPLACE);
+  await boundRenameSpecial!(dir, from, to, mode === "exchange" ? constants.RENAME_EXCHANGE : constants.RENAME_NOREPLACE);
 }
 
 /** openat, renameat and unlinkat themselves. */
@@ -162,8 +190,8 @@ function syscallOps(): DurableFsOps {
   const constants = platformConstants();
   const { lib } = libc();
   const openat = lib.func("int openat(int dirfd, const char *path, int flags, ...)") as IntCall;
-  const renameat = lib.func("int renameat(int fromfd, const char *from, int tofd, const char *to)") as IntCall;
-  const unlinkat = lib.func("int unlinkat(int dirfd, const char *path, int flags)") as IntCall;
+  const renameat = lib.func("int renameat(int fromfd, const char *from, int tofd, const char *to)") as AsyncIntCall;
+  const unlinkat = lib.func("int unlinkat(int dirfd, const char *path, int flags)") as AsyncIntCall;
   return {
     access: "syscall",
     ...descriptorOps,
@@ -173,28 +201,28 @@ function syscallOps(): DurableFsOps {
       // No fstatat binding: open without following (a symlink fails with ELOOP), fstat, close.
       const fd = checked("openat", () => openat(dir, name, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | constants.O_CLOEXEC, "int", 0));
       try {
-        return fs.fstatSync(fd, { bigint: true });
+        return await call.fstat(fd, { bigint: true });
       } finally {
-        fs.closeSync(fd);
+        await call.close(fd);
       }
     },
     readDir: async (dir, path) => {
       // No fdopendir here: list by path, and make sure the path still led to this directory
       // throughout. What is then done with the names goes through the descriptor anyway.
-      const before = fs.fstatSync(dir, { bigint: true });
-      const entries = fs.readdirSync(path, { withFileTypes: true });
-      const after = fs.lstatSync(path, { bigint: true });
+      const before = await call.fstat(dir, { bigint: true });
+      const entries = await fs.promises.readdir(path, { withFileTypes: true });
+      const after = await call.lstat(path, { bigint: true });
       if (after.dev !== before.dev || after.ino !== before.ino) {
         throw Object.assign(new Error(`ESTALE: ${path} was replaced while it was listed, readdir`), { code: "ESTALE", syscall: "readdir" });
       }
       return entries;
     },
     renameAt: async (dir, from, to, mode) => {
-      if (mode === "replace") checked("renameat", () => renameat(dir, from, dir, to));
-      else renameSpecial(dir, from, to, mode);
+      if (mode === "replace") await checkedAsync("renameat", renameat, [dir, from, dir, to]);
+      else await renameSpecial(dir, from, to, mode);
     },
-    unlinkAt: async (dir, name) => void checked("unlinkat", () => unlinkat(dir, name, 0)),
-    rmdirAt: async (dir, name) => void checked("unlinkat", () => unlinkat(dir, name, constants.AT_REMOVEDIR)),
+    unlinkAt: async (dir, name) => void (await checkedAsync("unlinkat", unlinkat, [dir, name, 0])),
+    rmdirAt: async (dir, name) => void (await checkedAsync("unlinkat", unlinkat, [dir, name, constants.AT_REMOVEDIR])),
   };
 }
 

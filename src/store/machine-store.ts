@@ -2,7 +2,7 @@
  * MachineStore: the port of arcbox-core's `MachinePersistence` — one `config.toml` per machine
  * directory under `dir`, with validated reads, durable minimal writes and optimistic concurrency.
  */
-import { constants, promises as fsp, readdirSync, type Dirent } from "node:fs";
+import { constants, promises as fsp, type Dirent } from "node:fs";
 import { basename, join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import PQueue from "p-queue";
@@ -21,6 +21,8 @@ import { machineNameProblem, validateMachineName } from "./names.js";
 import { orderMachineKeys } from "./schema.js";
 import { decodeUtf8, readConfigAt, revisionOf, type ConfigSnapshot, type Revision } from "./config-file.js";
 import { defaultFsOps, type DurableFsOps } from "./dir-ops.js";
+import { guardedFsOps } from "./guarded-ops.js";
+import { OverdueCalls } from "../platform/deadline.js";
 import { isOwnTempFileName, isTempFileName, writeFileDurably, type OpenDirectory, type WritePrecondition } from "./durable-write.js";
 import { CONFIG_FILE_NAME, isEntryName, isMachineEntry, listDirectoryEntries, listMachineEntryNames } from "./machine-entries.js";
 import { editInPlace, parseMachineConfig, serializeMachine, type CheckedText, type MinimalChange, type ParsedMachineConfig } from "./toml-codec.js";
@@ -69,6 +71,13 @@ export interface MachineStoreOptions {
    * as a one-shot pass does, has no use for it.
    */
   rememberWrites?: boolean;
+  /**
+   * Deadlines of the file system calls, keyed by machine directory (docs/design.md#hung-mounts):
+   * a call on a directory that does not answer in time fails with a StoreIoError of code
+   * `ETIMEDOUT`. Default: a new OverdueCalls with the default deadline. Share one to learn which
+   * directories are overdue.
+   */
+  calls?: OverdueCalls;
 }
 
 export interface UpdateOptions {
@@ -113,6 +122,8 @@ export class MachineStore {
   private resolvedFsOps: DurableFsOps | undefined;
   private readonly loadConcurrency: number;
   private readonly rememberWrites: boolean;
+  /** Deadlines of every file system call, by machine directory (and the machines directory itself). */
+  readonly calls: OverdueCalls;
   /** Writes to one file from this process queue up, so the conflict check and rename are not interleaved. */
   private readonly writeLocks = new Map<string, Promise<unknown>>();
 
@@ -121,6 +132,7 @@ export class MachineStore {
     this.givenFsOps = options.fs;
     this.loadConcurrency = Math.max(1, options.loadConcurrency ?? 16);
     this.rememberWrites = options.rememberWrites ?? true;
+    this.calls = options.calls ?? new OverdueCalls();
   }
 
   /** `<dir>/<name>`. Throws InvalidNameError for a name that is not a valid machine name. */
@@ -311,10 +323,28 @@ export class MachineStore {
     if (changed.length === 0) return this.loaded(current);
     const { text, parsed } = this.render(current, next, changed);
     const bytes = Buffer.from(text, "utf8");
+    await this.stillAtItsPath(dir, name, path);
     await this.writeChecked(dir, bytes, current.snapshot);
     const revision = revisionOf(bytes);
     this.remember(name, revision, parsed);
     return { machine: parsed.machine, revision, path, unknownKeys: parsed.unknownKeys, mtimeMs: Date.now() };
+  }
+
+  /**
+   * Makes sure the directory open as `dir` is still the machine's: one moved away or removed since it
+   * was opened (a hook that rebuilt the machine directory, a restore) would take a write that nobody
+   * reads any more. Throws MachineNotFoundError when nothing is at its path now, ConflictError when
+   * another directory is.
+   */
+  private async stillAtItsPath(dir: OpenDirectory, name: string, configPath: string): Promise<void> {
+    const opened = await this.fsOps.fstat(dir.fd);
+    const atPath = await this.calls.run(dir.path, `lstat of ${dir.path}`, () => fsp.lstat(dir.path, { bigint: true })).catch((error: unknown) => {
+      if (errnoCode(error) === "ENOENT") throw new MachineNotFoundError(name, dir.path);
+      throw new StoreIoError(dir.path, "lstat", error);
+    });
+    if (atPath.ino !== opened.ino || atPath.dev !== opened.dev) {
+      throw new ConflictError(configPath, "its directory was replaced since it was read");
+    }
   }
 
   /** Sets the persisted state (`starting` → `running`, `stopping` → `stopped`); see `update` for errors. */
@@ -353,7 +383,7 @@ export class MachineStore {
       };
       let names: string[];
       try {
-        names = readdirSync(path).filter(isTempFileName);
+        names = (await this.calls.run(path, `readdir of ${path}`, () => fsp.readdir(path))).filter(isTempFileName);
       } catch (error) {
         skip(error);
         continue;
@@ -404,7 +434,7 @@ export class MachineStore {
 
   /** The file operations: those given, else this system's (chosen on first use). */
   private get fsOps(): DurableFsOps {
-    return (this.resolvedFsOps ??= this.givenFsOps ?? defaultFsOps());
+    return (this.resolvedFsOps ??= guardedFsOps(this.givenFsOps ?? defaultFsOps(), this.calls));
   }
 
   /** Reads and validates `config.toml` in the opened machine directory. */
@@ -577,7 +607,7 @@ export class MachineStore {
 
   private async readMachinesDir(): Promise<Dirent[]> {
     try {
-      return await fsp.readdir(this.dir, { withFileTypes: true });
+      return await this.calls.run(this.dir, `readdir of ${this.dir}`, () => fsp.readdir(this.dir, { withFileTypes: true }));
     } catch (error) {
       if (errnoCode(error) === "ENOENT") return [];
       throw new StoreIoError(this.dir, "read directory", error);
