@@ -67,8 +67,8 @@ describe("recovery", () => {
     const lines = await readLog(record);
     const hookLines = lines.filter((line) => line.startsWith("hook="));
     expect(hookLines).toEqual([
-      `hook=10-first argv=${path.join(hooks, "10-first")}|recover|dev cwd=${path.join(machines, "dev")}`,
-      `hook=20-second argv=${path.join(hooks, "20-second")}|recover|dev cwd=${path.join(machines, "dev")}`,
+      `hook=10-first argv=${path.join(hooks, "10-first")}|recover|dev cwd=/`,
+      `hook=20-second argv=${path.join(hooks, "20-second")}|recover|dev cwd=/`,
     ]);
     const firstEnv = lines.slice(1, lines.indexOf(lines.find((l) => l.startsWith("stdin "))!)).map((l) => l.slice(4));
     expect(firstEnv).toEqual(

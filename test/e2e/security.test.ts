@@ -55,7 +55,7 @@ describe("the service", () => {
     await writeMachine(machines, "web", hostileMachine("web", canary));
     const seen = path.join(machines, "web", "hook-saw");
     // The hook records what it got, inside the machine directory (its working directory).
-    await writeHook(hooks, "10-record", `{ tr '\\0' '\\n' < /proc/$$/environ; echo "argv=$0|$1|$2"; cat; } > hook-saw`);
+    await writeHook(hooks, "10-record", `{ tr '\\0' '\\n' < /proc/$$/environ; echo "argv=$0|$1|$2"; cat; } > "$ARCBOX_MACHINE_DIR/hook-saw"`);
     const outside = path.join(root, "outside");
     await writeFile(outside, "untouched");
     const around = await snapshotTree(root);

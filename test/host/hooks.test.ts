@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, readFile, realpath, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -179,14 +179,41 @@ describe("discoverHooks", () => {
 });
 
 describe("ExecutableHook invocation", () => {
-  it("runs the file with argv [hook, recover, name], no shell, in the machine directory", async () => {
+  it("runs the file with argv [hook, recover, name], no shell, in /", async () => {
     const file = await writeHook(
       "10-argv",
       `printf '%s\\n' "$0" "$@" > '${outDir}/argv'; readlink /proc/$$/cwd > '${outDir}/cwd'`,
     );
     await new ExecutableHook(file).recover(machine, context());
     expect(await readLog("argv")).toEqual([file, "recover", "dev"]);
-    expect(await readLog("cwd")).toEqual([await realpath(machineDir)]);
+    expect(await readLog("cwd")).toEqual(["/"]);
+  });
+
+  it("cannot be made to run a file of the machine directory: a shell linked as a hook finds no ./recover", async () => {
+    const marker = path.join(outDir, "machine-file-ran");
+    const planted = path.join(machineDir, "recover");
+    await writeFile(planted, `#!/bin/sh\necho ran > '${marker}'\n`, { mode: 0o755 });
+    const shell = path.join(hooksDir, "50-net");
+    await symlink("/bin/sh", shell);
+    const error = await hookError(new ExecutableHook(shell).recover(machine, context()));
+    expect(error.exitCode).not.toBe(0); // sh: cannot open recover
+    expect(error.stderrTail).toContain("recover");
+    await expect(readFile(marker)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("refuses a symlinked hook whose target lies in a directory others can write", async () => {
+    const open = path.join(root, "open");
+    await mkdir(open);
+    await chmod(open, 0o777);
+    const target = path.join(open, "net");
+    await writeFile(target, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const link = path.join(hooksDir, "50-net");
+    await symlink(target, link);
+    const error = await rejection(new ExecutableHook(link).recover(machine, context()));
+    expect(error).toBeInstanceOf(HookRefusedError);
+    expect((error as HookRefusedError).message).toContain(`it leads to ${target}, in ${open}, which is writable by group and others (mode 0777)`);
+    await chmod(open, 0o1777); // sticky, as /tmp: nobody else can replace root's file there
+    await expect(new ExecutableHook(link).recover(machine, context())).resolves.toBeUndefined();
   });
 
   it("replaces the environment by exactly the ARCBOX_* variables and PATH", async () => {
@@ -422,17 +449,6 @@ describe("ExecutableHook failures", () => {
     await chmod(file, 0o755);
     const error = await hookError(new ExecutableHook(file).recover(machine, context()));
     expect(error.message).toMatch(/^network hook 10-badshebang failed for machine dev: could not be started: .*ENOENT.*#! line/);
-  });
-
-  it("reports a missing machine directory", async () => {
-    const file = await writeHook("10-ok", "exit 0");
-    const gone = path.join(root, "machines", "gone");
-    const error = await hookError(
-      new ExecutableHook(file).recover(machine, { ...context(), machineDir: gone }),
-    );
-    expect(error.message).toBe(
-      `network hook 10-ok failed for machine dev: could not be started: machine directory ${gone} does not exist or is not a directory`,
-    );
   });
 
   it("reports a hook removed after discovery", async () => {

@@ -1,14 +1,15 @@
 /** Running one networking hook executable (docs/design.md#hooks). */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { stat } from "node:fs/promises";
+import { lstat, realpath, stat } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { formatMode } from "../../platform/dir-trust.js";
+import { ancestorsOf, formatMode, untrustedDirectoryReason } from "../../platform/dir-trust.js";
 import { toJsonWithBigInts, type Machine } from "../../store/machine.js";
 import { HookError, HookRefusedError } from "./errors.js";
 import type { HookContext, NetworkHook } from "./network-hook.js";
 import { OutputTail } from "./output-tail.js";
+import { runningTimeTimeout } from "./running-time.js";
 
 /** `hook_timeout` default: how long a hook may run. */
 export const DEFAULT_HOOK_TIMEOUT_MS = 30_000;
@@ -39,9 +40,16 @@ export interface ExecutableHookOptions {
 }
 
 /**
- * A hook that is an executable file, run as `<file> recover <machine>` without a shell, in the
- * machine's directory, with only the `ARCBOX_*` environment of docs/design.md#hooks and the machine as JSON on
- * stdin.
+ * The working directory of every hook. Not the machine directory: a hook that is an interpreter (a
+ * link to /bin/sh) would take its `recover` argument for a script there, in a directory another user
+ * may write. A hook finds its machine through `ARCBOX_MACHINE_DIR`.
+ */
+export const HOOK_WORKING_DIRECTORY = "/";
+
+/**
+ * A hook that is an executable file, run as `<file> recover <machine>` without a shell, in
+ * {@link HOOK_WORKING_DIRECTORY}, with only the `ARCBOX_*` environment of docs/design.md#hooks and the
+ * machine as JSON on stdin.
  *
  * The hook runs in its own process group. On timeout or abort the whole group gets SIGTERM, then
  * SIGKILL after the grace period unless it has emptied, and the run ends only once that is done. When
@@ -89,7 +97,7 @@ export class ExecutableHook implements NetworkHook {
     try {
       child = spawn(this.path, ["recover", machine.name], {
         shell: false,
-        cwd: context.machineDir,
+        cwd: HOOK_WORKING_DIRECTORY,
         env: hookEnvironment(machine, context),
         detached: true, // own process group, so a timeout can kill everything it started
         stdio: ["pipe", "ignore", "pipe"],
@@ -119,7 +127,7 @@ export class ExecutableHook implements NetworkHook {
     if (startError !== undefined) {
       stdin.destroy();
       stderr.destroy();
-      const problem = await explainStartError(startError, context.machineDir);
+      const problem = explainStartError(startError);
       throw new HookError({ ...failure, problem: `could not be started: ${problem}`, cause: startError });
     }
     stdin.end(toJsonWithBigInts(machine));
@@ -132,7 +140,8 @@ export class ExecutableHook implements NetworkHook {
       stopReason = reason;
       stopping = terminateProcessGroup(processGroup, this.killGraceMs);
     };
-    const timer = setTimeout(() => stop("timeout"), this.timeoutMs);
+    // Counted in running time: a hook that ended while the controller was stopped did not time out.
+    const timeout = runningTimeTimeout(this.timeoutMs, () => stop("timeout"));
     const onAbort = () => stop("abort");
     context.signal.addEventListener("abort", onAbort, { once: true });
     if (context.signal.aborted) onAbort(); // aborted while the process was starting
@@ -140,11 +149,11 @@ export class ExecutableHook implements NetworkHook {
     let result: { code: number | null; signal: NodeJS.Signals | null };
     try {
       result = await exited;
-      clearTimeout(timer);
+      timeout.clear();
       if (stopping !== undefined) await stopping;
       await waitAtMost(stderrClosed, OUTPUT_DRAIN_MS);
     } finally {
-      clearTimeout(timer);
+      timeout.clear();
       context.signal.removeEventListener("abort", onAbort);
       stdin.destroy();
       stderr.destroy();
@@ -158,12 +167,14 @@ export class ExecutableHook implements NetworkHook {
 
   private async refuseIfUnsafe(failure: { hook: string; machine: string }): Promise<void> {
     let stats;
+    let linked: boolean;
     try {
+      linked = (await lstat(this.path)).isSymbolicLink();
       stats = await stat(this.path); // follows a symlink: the target is what runs
     } catch (error) {
       throw new HookError({ ...failure, problem: `could not be started: ${messageOf(error)}`, cause: error });
     }
-    const reason = unsafeHookReason(stats, this.path);
+    const reason = unsafeHookReason(stats, this.path) ?? (linked ? await untrustedTargetReason(this.path) : undefined);
     if (reason !== undefined) throw new HookRefusedError(this.path, reason);
   }
 }
@@ -182,6 +193,33 @@ function unsafeHookReason(stats: { mode: number; uid: number; isFile(): boolean 
   if (stats.uid !== 0 && stats.uid !== ownUid) {
     const ours = ownUid === undefined || ownUid === 0 ? "root" : `root or the controller's user (uid ${ownUid})`;
     return `owned by uid ${stats.uid}, not by ${ours}; fix with chown root ${file}`;
+  }
+  return undefined;
+}
+
+/**
+ * Why a symlinked hook leads somewhere unsafe, or undefined: the file it resolves to must lie in
+ * directories that only root or the controller's user can change (as the hooks directory itself;
+ * a sticky directory such as /tmp is fine), or another user could put their program in its place.
+ */
+async function untrustedTargetReason(hook: string): Promise<string | undefined> {
+  const ownUid = process.geteuid?.();
+  const trustedUids = new Set([0, ...(ownUid === undefined ? [] : [ownUid])]);
+  let target: string;
+  try {
+    target = await realpath(hook);
+  } catch (error) {
+    return `its target cannot be resolved (${messageOf(error)})`;
+  }
+  for (const dir of ancestorsOf(target)) {
+    let info;
+    try {
+      info = await stat(dir);
+    } catch (error) {
+      return `its target ${target} cannot be checked (${messageOf(error)})`;
+    }
+    const problem = untrustedDirectoryReason(info, { trustedUids, stickyAllowed: true });
+    if (problem !== undefined) return `it leads to ${target}, in ${dir}, which is ${problem}; link only to files in directories of root or the controller's user`;
   }
   return undefined;
 }
@@ -226,20 +264,10 @@ function signalGroup(processGroup: number, signal: NodeJS.Signals | 0): boolean 
   }
 }
 
-/**
- * spawn reports ENOENT both for a missing working directory and for a missing `#!` interpreter;
- * say which one it is.
- */
-async function explainStartError(error: Error, machineDir: string): Promise<string> {
+/** spawn's ENOENT for a file that was there a moment ago usually means its `#!` interpreter is missing. */
+function explainStartError(error: Error): string {
   if ((error as NodeJS.ErrnoException).code !== "ENOENT") return error.message;
-  try {
-    if ((await stat(machineDir)).isDirectory()) {
-      return `${error.message} (is the interpreter named in its #! line installed?)`;
-    }
-  } catch {
-    // Missing: reported below.
-  }
-  return `machine directory ${machineDir} does not exist or is not a directory`;
+  return `${error.message} (is the interpreter named in its #! line installed?)`;
 }
 
 /** Waits for `promise`, but no longer than `ms`; the timer does not outlive the wait. */
