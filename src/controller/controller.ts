@@ -17,6 +17,7 @@ import type { DaemonStatus } from "../host/daemon-probe.js";
 import { Reconciler, ReconcileError, type MachineView, type ReconcileObserver } from "./reconciler.js";
 import { listMachineNames, startResync, watchDaemon, watchMachines, type DaemonWatch, type MachinesWatch, type RewatchReason } from "./sources.js";
 import { WorkQueue, type ProcessResult } from "./workqueue.js";
+import { BackoffPacer } from "./hook-run-pacer.js";
 
 export interface ControllerOptions {
   config: ControllerConfig;
@@ -94,6 +95,10 @@ export class Controller {
   private stopping = false;
 
   private readonly hooks: HookSupply;
+  /** Spaces out hook runs that keep repeating for the same content. */
+  private readonly pacer = new BackoffPacer();
+  /** Machines an operator asked to look at now (SIGHUP): their next reconcile is not paced. */
+  private readonly unpaced = new Set<string>();
   /** The executable hooks' supply, when hooks come from a directory: `start` checks it unless the caller did. */
   private readonly directoryHooks: { supply: DirectoryHookSupply; checked: boolean } | null;
 
@@ -119,6 +124,7 @@ export class Controller {
       startupGraceMs: config.startupGraceMs,
       signal: this.abort.signal,
       observer: this.trackingObserver(withActivity(metricsObserver(metrics), options.activity)),
+      pacer: this.pacer,
     });
     this.queue = new WorkQueue({
       workers: config.workers,
@@ -330,8 +336,9 @@ export class Controller {
   private async enqueueAll(isResync = true, listed?: readonly string[], { retryNow = false } = {}): Promise<{ queued: number; retried: number }> {
     let retried = 0;
     const add = (name: string) => {
-      if (retryNow && this.queue.retryNow(name)) retried++;
-      else this.queue.add(name);
+      if (!retryNow) return this.queue.add(name);
+      this.unpaced.add(name);
+      if (this.queue.retryNow(name)) retried++;
     };
     // The known ones first: their work starts while the directory is listed.
     const queued = new Set(this.known);
@@ -410,6 +417,7 @@ export class Controller {
       observed: (view) => {
         if (view.kind === "gone") this.known.delete(view.name);
         else this.known.add(view.name);
+        if (view.kind === "gone") this.pacer.forget(view.name);
         if (view.kind === "machine" && view.machine.state === "running") this.runningMachines.add(view.name);
         else this.runningMachines.delete(view.name);
         next.observed?.(view);
@@ -429,7 +437,7 @@ export class Controller {
     const failed = this.failedRevisions.get(name);
     const deferRecoveryOf = failed !== undefined && this.queue.isDelayed(name) ? failed : undefined;
     try {
-      const outcome = await this.reconciler.reconcile(name, log, { deferRecoveryOf });
+      const outcome = await this.reconciler.reconcile(name, log, { deferRecoveryOf, unpaced: this.unpaced.delete(name) });
       const seconds = (performance.now() - started) / 1000;
       if (outcome.kind === "deferred") {
         metrics.reconcileFinished("requeue_after", seconds);

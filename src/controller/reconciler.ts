@@ -65,6 +65,25 @@ export interface ReconcilerOptions {
   /** Aborted at shutdown: running hooks are stopped and the file stays `running`. */
   signal?: AbortSignal;
   observer?: ReconcileObserver;
+  /**
+   * Paces repeated hook runs for the same content (see HookRunPacer): a recovery whose hooks ran for
+   * this very content a moment ago waits its turn. None: no pacing.
+   */
+  pacer?: HookRunPacer;
+}
+
+/**
+ * Spaces out the hook runs of a machine whose recovery keeps coming back to the same content in
+ * quick succession, whatever its hooks did meanwhile (failed, rebuilt the machine's directory, or
+ * put the old content back after a recovery).
+ */
+export interface HookRunPacer {
+  /** Milliseconds to wait before the hooks may run again for `revision` of `name`; 0: run now. */
+  delayFor(name: string, revision: Revision): number;
+  /** The hooks ran (to any end) for `revision` of `name`. */
+  ran(name: string, revision: Revision): void;
+  /** `name` is gone: its runs are forgotten. */
+  forget(name: string): void;
 }
 
 /** Error of a reconcile that could not converge; the queue retries it with backoff. */
@@ -90,6 +109,8 @@ export interface ReconcileRequestOptions {
    * pending. Anything else (a changed file, a VM that came back) is reconciled as usual.
    */
   deferRecoveryOf?: Revision;
+  /** Run the hooks now even if they ran for this content a moment ago (an operator asked: SIGHUP). */
+  unpaced?: boolean;
 }
 
 /** The hooks one reconcile has run, and for which content (kept across its restarts after write conflicts). */
@@ -202,6 +223,12 @@ export class Reconciler {
     const needing = this.observe(machine, false, true);
     if (this.options.dryRun) return { kind: "wouldRecover", reason: verdict.reason, view: needing };
     if (request.deferRecoveryOf === loaded.revision) return { kind: "deferred", view: needing };
+    const paced = done.revision !== loaded.revision && !request.unpaced;
+    const wait = paced ? (this.options.pacer?.delayFor(name, loaded.revision) ?? 0) : 0;
+    if (wait > 0) {
+      log.debug({ requeue_after_ms: wait }, "its hooks ran for this content a moment ago; waiting before running them again");
+      return { kind: "pending", requeueAfterMs: wait, view: needing };
+    }
     const started = performance.now();
     log.debug({ reason: verdict.reason }, "machine is running without a live VM; recovering");
     let ran: string[];
@@ -210,6 +237,7 @@ export class Reconciler {
       // (the file was only touched, or rewritten as it was): they are not run twice.
       ran = done.hooks;
     } else {
+      this.options.pacer?.ran(name, loaded.revision);
       try {
         const { hooks, noHooks } = await this.options.hooks.current();
         const signal = this.options.signal ?? new AbortController().signal;
@@ -224,10 +252,10 @@ export class Reconciler {
       done.hooks = ran;
     }
 
-    // The hooks took time: a VM started meanwhile must not be declared stopped.
+    // The hooks took time: a VM started meanwhile must not be declared stopped. Nothing was written,
+    // so no recovery is counted.
     if ((await this.probe(machineDir, log)).alive) {
       log.info("a VM came up during recovery; leaving the machine running");
-      observer?.recoveryFinished?.("success");
       return this.settled(machine, true);
     }
 
@@ -238,12 +266,9 @@ export class Reconciler {
     } catch (error) {
       if (error instanceof ConflictError) throw error;
       if (error instanceof MachineNotFoundError) {
-        // Deleted while its hooks ran: nothing left to persist, and nothing failed.
-        log.info({ hooks: ran }, "machine was deleted during its recovery");
-        this.reportedInvalid.delete(name);
-        const view: MachineView = { kind: "gone", name };
-        observer?.observed?.(view);
-        return { kind: "gone", view };
+        // Its directory went away while the hooks ran (a hook may even have made it anew): start over
+        // from a fresh read, which finds the machine gone, or the same content, whose hooks have run.
+        throw new ConflictError(loaded.path, "its directory was removed or replaced during the recovery");
       }
       observer?.storeWrite?.("error");
       observer?.recoveryFinished?.("error");

@@ -209,7 +209,9 @@ exit 1`);
     await writeHook(hooks, "10-delete", `rm -rf '${path.join(machines, "doomed")}'`);
     const { controller, metrics, lines } = await startController();
     await controller.idle();
-    await waitFor(() => lines().some((line) => line.msg === "machine was deleted during its recovery"), "the deletion to be noticed");
+    // The write finds the directory gone: the reconcile starts over, and the fresh read finds no machine.
+    await waitFor(() => lines().some((line) => line.msg === "config changed during reconcile; starting over from a fresh read"), "the deletion to be noticed");
+    await waitFor(() => !metrics.machines().some((m) => m.name === "doomed"), "doomed to be forgotten");
     expect(lines().filter((line) => line.level === "error")).toEqual([]);
     expect(await metrics.metricsText()).toMatch(/^arcbox_reconcile_errors_total 0$/m);
     expect(metrics.machines().some((m) => m.name === "doomed")).toBe(false);
