@@ -66,6 +66,11 @@ export interface ControllerConfig {
   configFile: string | null;
   /** Run as root even over a machines directory another user can write (see src/store/trust.ts). */
   allowUntrustedMachinesDir: boolean;
+  /**
+   * Show what a failing hook printed on stderr on the landing page and at /activity, which anyone who
+   * can reach `listen` may read. Off by default: it stays in the log.
+   */
+  showHookOutput: boolean;
 }
 
 /** A configuration problem: the command exits 2 and touches nothing. */
@@ -117,6 +122,7 @@ export function defaultConfig(dataDir: string = arcboxDataDir(process.env).path)
     logFormat: undefined,
     configFile: null,
     allowUntrustedMachinesDir: false,
+    showHookOutput: false,
   };
 }
 
@@ -202,6 +208,7 @@ const fileSchema = z.strictObject({
   log_level: z.enum(LOG_LEVELS).optional(),
   log_format: z.enum(LOG_FORMATS).optional(),
   allow_untrusted_machines_dir: z.boolean(expecting("true or false")).optional(),
+  show_hook_output: z.boolean(expecting("true or false")).optional(),
 });
 
 type FileSettings = z.infer<typeof fileSchema>;
@@ -384,6 +391,7 @@ function applySettings(config: ControllerConfig, v: FileSettings): void {
   if (v.log_level !== undefined) config.logLevel = v.log_level;
   if (v.log_format !== undefined) config.logFormat = v.log_format;
   if (v.allow_untrusted_machines_dir !== undefined) config.allowUntrustedMachinesDir = v.allow_untrusted_machines_dir;
+  if (v.show_hook_output !== undefined) config.showHookOutput = v.show_hook_output;
 }
 
 /** A schema issue in TOML's terms, with the value found (zod's own messages speak of JavaScript types). */

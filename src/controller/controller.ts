@@ -483,7 +483,10 @@ export class Controller {
     const reconcileId = error instanceof ReconcileError ? error.reconcileId : undefined;
     const fields = failureFields(error);
     this.options.logger.error({ machine: name, reconcile_id: reconcileId, retry_in_ms: retryInMs, attempt, ...fields }, "reconcile failed; will retry");
-    this.options.activity?.record({ kind: "failed", machine: name, attempt, retry_in_ms: retryInMs, ...fields });
+    // The landing page and /activity are for anyone who can reach the port: what a hook printed may
+    // be a secret, and stays in the log unless the operator chose otherwise.
+    const shown = this.options.config.showHookOutput ? fields : withoutHookOutput(error, fields);
+    this.options.activity?.record({ kind: "failed", machine: name, attempt, retry_in_ms: retryInMs, ...shown, ...(reconcileId === undefined ? {} : { reconcile_id: reconcileId }) });
   }
 }
 
@@ -527,6 +530,17 @@ export function failureFields(error: unknown): FailureDetails {
     Object.assign(fields, { hook: cause.hook, exit_code: cause.exitCode, signal: cause.signal, timed_out: cause.timedOut, stderr: cause.stderrTail });
   }
   return fields;
+}
+
+/**
+ * The failure's fields without what its hook printed: no stderr tail, and the message's quote of it
+ * replaced by the hook error's summary. Other failures are returned as they are.
+ */
+export function withoutHookOutput(error: unknown, fields: FailureDetails): FailureDetails {
+  const cause = error instanceof ReconcileError ? error.cause : error;
+  if (!(cause instanceof HookError)) return fields;
+  const { stderr: _stderr, ...rest } = fields;
+  return { ...rest, err: fields.err.replace(cause.message, cause.summary) };
 }
 
 /** Routes the reconciler's observations into the metrics. */

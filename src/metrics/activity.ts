@@ -15,8 +15,10 @@ export interface FailureDetails {
   exit_code?: number | null;
   signal?: string | null;
   timed_out?: boolean;
-  /** The tail of the hook's stderr. */
+  /** The tail of the hook's stderr (only where it may be shown: see `show_hook_output`). */
   stderr?: string;
+  /** The reconcile whose log lines tell the whole story. */
+  reconcile_id?: string;
 }
 
 /** One thing the controller did or saw. Field names are those of the log lines. */

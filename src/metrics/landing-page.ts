@@ -100,11 +100,16 @@ function activityItem(entry: ActivityEntry): string {
       return `${open("recovered", entry.machine)}${machine(entry.machine)}: <span class="detail">${escapeHtml(entry.reason)}; ${hooks}; ${entry.duration_ms} ms</span></li>`;
     }
     case "failed": {
-      const stderr = entry.stderr ? `<pre>${escapeHtml(entry.stderr.trimEnd())}</pre>` : "";
+      const details =
+        entry.stderr !== undefined
+          ? entry.stderr === "" ? "" : `<pre>${escapeHtml(entry.stderr.trimEnd())}</pre>`
+          : entry.hook !== undefined && entry.reconcile_id !== undefined
+            ? ` <span class="muted">What the hook printed is in the log: reconcile_id ${escapeHtml(entry.reconcile_id)}.</span>`
+            : "";
       // The error names the machine first (`db: recovery failed: …`); the line already does.
       const err = entry.err.startsWith(`${entry.machine}: `) ? entry.err.slice(entry.machine.length + 2) : entry.err;
       const repeats = entry.count > 1 ? `${entry.count} times since ${escapeHtml(entry.first_time.replace("T", " "))}, ` : "";
-      return `${open("failed", entry.machine)}${machine(entry.machine)}: <span class="detail">${escapeHtml(err)}</span> <span class="muted">(${repeats}attempt ${entry.attempt}, retry in ${entry.retry_in_ms} ms)</span>${stderr}</li>`;
+      return `${open("failed", entry.machine)}${machine(entry.machine)}: <span class="detail">${escapeHtml(err)}</span> <span class="muted">(${repeats}attempt ${entry.attempt}, retry in ${entry.retry_in_ms} ms)</span>${details}</li>`;
     }
     case "invalid":
       return `${open("invalid config", entry.machine)}${machine(entry.machine)}: <span class="detail">${escapeHtml(entry.err)}</span></li>`;

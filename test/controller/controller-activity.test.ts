@@ -32,10 +32,10 @@ afterEach(async () => {
   await removeTempDir(root);
 });
 
-async function start(liveness: "none" | "daemon"): Promise<{ activity: ActivityLog; metrics: ControllerMetrics }> {
+async function start(liveness: "none" | "daemon", showHookOutput = false): Promise<{ activity: ActivityLog; metrics: ControllerMetrics }> {
   const activity = new ActivityLog();
   const metrics = new ControllerMetrics({ version: "test", daemonLiveness: liveness === "daemon" });
-  controller = new Controller({ config: testConfig(machines, hooks, { liveness }), logger: memoryLogger().logger, metrics, activity });
+  controller = new Controller({ config: testConfig(machines, hooks, { liveness, showHookOutput }), logger: memoryLogger().logger, metrics, activity });
   await controller.start();
   return { activity, metrics };
 }
@@ -43,7 +43,7 @@ async function start(liveness: "none" | "daemon"): Promise<{ activity: ActivityL
 const find = (activity: ActivityLog, predicate: (e: ActivityEntry) => boolean) => activity.recent().find(predicate);
 
 describe("the controller's activity record", () => {
-  it("records a recovery with reason, hooks and duration, and a hook failure with hook, exit code and stderr", async () => {
+  it("records a recovery with reason, hooks and duration, and a hook failure with hook and exit code, not what it printed", async () => {
     await writeHook(hooks, "10-net", 'cat > /dev/null; [ "$ARCBOX_MACHINE" != db ] || { echo "no bridge br0" >&2; exit 3; }');
     await writeMachine(machines, "web", machineToml("web", { state: "running" }));
     const { activity, metrics } = await start("none");
@@ -56,10 +56,20 @@ describe("the controller's activity record", () => {
     const failed = await waitFor(() => find(activity, (e) => e.kind === "failed"), "the failure of db");
     expect(failed).toMatchObject({ kind: "failed", machine: "db", hook: "10-net", exit_code: 3, signal: null, timed_out: false, retry_in_ms: expect.any(Number) });
     expect(failed.kind === "failed" && failed.attempt).toBeGreaterThanOrEqual(1);
-    expect(failed.kind === "failed" && failed.stderr).toBe("no bridge br0\n");
-    expect(failed.kind === "failed" && failed.err).toContain("network hook 10-net failed for machine db: exit code 3");
+    expect(failed.kind === "failed" && failed.stderr).toBeUndefined();
+    expect(failed.kind === "failed" && failed.err).toBe("db: recovery failed: network hook 10-net failed for machine db: exit code 3");
+    expect(failed.kind === "failed" && failed.reconcile_id).toMatch(/^[0-9a-f]{8}$/);
     // Newest first.
     expect(activity.recent().findIndex((e) => e.kind === "failed")).toBeLessThan(activity.recent().findIndex((e) => e.kind === "recovered"));
+  });
+
+  it("with show_hook_output, records what the failing hook printed too", async () => {
+    await writeHook(hooks, "10-net", 'echo "no bridge br0" >&2; exit 3');
+    await writeMachine(machines, "db", machineToml("db", { state: "running" }));
+    const { activity } = await start("none", true);
+    const failed = await waitFor(() => find(activity, (e) => e.kind === "failed"), "the failure of db");
+    expect(failed.kind === "failed" && failed.stderr).toBe("no bridge br0\n");
+    expect(failed.kind === "failed" && failed.err).toBe("db: recovery failed: network hook 10-net failed for machine db: exit code 3: no bridge br0");
   });
 
   it("records each distinct invalid content of a config once, and again after it was valid", async () => {

@@ -28,6 +28,7 @@ const SYSTEM_EXAMPLE: Array<[string, string | number | boolean]> = [
   ["per_machine_metrics", true],
   ["log_level", "info"],
   ["log_format", "json"],
+  ["show_hook_output", false],
 ];
 
 describe("manifests/examples/controller.toml", () => {

@@ -44,12 +44,13 @@ export class HookError extends NetworkHookError {
   readonly timedOut: boolean;
   readonly aborted: boolean;
   readonly stderrTail: string;
+  /** The message without the quote of the hook's stderr: what happened, for places anyone may read. */
+  readonly summary: string;
 
   constructor(failure: HookFailure) {
-    super(
-      `network hook ${failure.hook} failed for machine ${failure.machine}: ${describeFailure(failure)}${quoteStderr(failure.stderrTail ?? "")}`,
-      failure.cause === undefined ? undefined : { cause: failure.cause },
-    );
+    const summary = `network hook ${failure.hook} failed for machine ${failure.machine}: ${describeFailure(failure)}`;
+    super(`${summary}${quoteStderr(failure.stderrTail ?? "")}`, failure.cause === undefined ? undefined : { cause: failure.cause });
+    this.summary = summary;
     this.hook = failure.hook;
     this.machine = failure.machine;
     this.exitCode = failure.exitCode ?? null;
