@@ -1,8 +1,8 @@
 /**
  * `arcbox-controller reconcile`: one full pass over every machine, then exit (docs/design.md#cli).
  * Exit 0 when every machine converged, 1 when a reconcile failed or a config is invalid,
- * 2 on a usage or configuration error (another controller holding the lock, a machines directory
- * that is missing or unusable), 128+n when interrupted by signal n (130 SIGINT, 143 SIGTERM).
+ * 2 on a usage or configuration error (a machines or hooks directory that is missing or unusable),
+ * 75 when another controller holds the lock, 128+n when interrupted by signal n (130 SIGINT, 143 SIGTERM).
  * `--dry-run`: exit 0 when nothing would be recovered, 1 otherwise.
  */
 import { constants } from "node:os";
@@ -11,6 +11,8 @@ import { reconcileOnce, type PassSummary } from "../controller/reconcile-pass.js
 import { createLogger } from "../log.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { VERSION } from "../version.js";
+import { LockHeldError } from "../host/instance-lock.js";
+import { EXIT_CONFIG_ERROR, EXIT_LOCK_HELD } from "./exit-codes.js";
 import { machinesDirTrusted } from "./trust-check.js";
 
 /** Passes shorter than this show no progress line. */
@@ -20,16 +22,16 @@ export async function runReconcile(config: ControllerConfig, output: "text" | "j
   // stdout carries the summary (a script parses it); the log goes to stderr.
   const logger = createLogger({ level: config.logLevel, format: config.logFormat, fd: 2 });
   const metrics = new ControllerMetrics({ perMachineMetrics: false, version: VERSION, daemonLiveness: config.liveness === "daemon" });
-  if (!(await machinesDirTrusted(config, logger))) return 2;
+  if (!(await machinesDirTrusted(config, logger))) return EXIT_CONFIG_ERROR;
   const progress = process.stderr.isTTY ? progressLine() : undefined;
   let summary: PassSummary;
   try {
     summary = await reconcileOnce({ config, logger, metrics, dryRun, onProgress: progress?.update });
   } catch (error) {
-    // Nothing was reconciled: the lock is held by another controller, or the directory is unusable.
+    // Nothing was reconciled: the lock is held by another controller, or a directory is unusable.
     progress?.clear();
     process.stderr.write(`arcbox-controller: ${(error as Error).message}\n`);
-    return 2;
+    return error instanceof LockHeldError ? EXIT_LOCK_HELD : EXIT_CONFIG_ERROR;
   }
   progress?.clear();
   process.stdout.write(output === "json" ? `${JSON.stringify(summary)}\n` : formatReport(summary));

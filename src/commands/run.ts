@@ -14,6 +14,7 @@ import { ActivityLog } from "../metrics/activity.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { MetricsServerError, startMetricsServer, type MetricsServer } from "../metrics/http-server.js";
 import { VERSION } from "../version.js";
+import { EXIT_CONFIG_ERROR, EXIT_LOCK_HELD } from "./exit-codes.js";
 import { machinesDirTrusted } from "./trust-check.js";
 
 export async function runService(config: ControllerConfig): Promise<number> {
@@ -23,7 +24,7 @@ export async function runService(config: ControllerConfig): Promise<number> {
   // Everything that can refuse to start does so before anything is touched; the lock comes first
   // of what is taken, so a second controller is refused naming the first before anything else (such
   // as the metrics port both would want) can fail.
-  if (!(await machinesDirTrusted(config, logger))) return 2;
+  if (!(await machinesDirTrusted(config, logger))) return EXIT_CONFIG_ERROR;
   const hooks = directoryHookSupply({ config, logger, metrics });
   try {
     logHooksNotice(logger, await hooks.check());
@@ -36,7 +37,9 @@ export async function runService(config: ControllerConfig): Promise<number> {
     // A missing directory is waited for (the controller says so); the lock is taken once it appears.
     if ((await machinesDirState(config.machinesDir)) === "directory") await lock.ensure();
   } catch (error) {
-    if (error instanceof LockHeldError) return refuse(logger, error.message, "another controller is running", { owner_pid: error.ownerPid });
+    if (error instanceof LockHeldError) {
+      return refuse(logger, error.message, "another controller is running", { owner_pid: error.ownerPid }, EXIT_LOCK_HELD);
+    }
     const message = error instanceof MachinesDirMissingError ? error.message : `cannot use the machines directory ${config.machinesDir}: ${(error as Error).message}`;
     return refuse(logger, message, "cannot use the machines directory", { machines_dir: config.machinesDir });
   }
@@ -50,11 +53,11 @@ export async function runService(config: ControllerConfig): Promise<number> {
   }
 }
 
-/** Refuses to start: the reason in the log and on stderr; exit status 2. */
-function refuse(logger: Logger, message: string, msg: string, fields: Record<string, unknown>): number {
+/** Refuses to start: the reason in the log and on stderr; returns the exit status (a configuration error's by default). */
+function refuse(logger: Logger, message: string, msg: string, fields: Record<string, unknown>, code = EXIT_CONFIG_ERROR): number {
   logger.fatal({ err: message, ...fields }, msg);
   process.stderr.write(`arcbox-controller: ${message}\n`);
-  return 2;
+  return code;
 }
 
 /** Why the service stops: a signal, or a problem it cannot go on with (another controller took the lock). */
@@ -105,7 +108,7 @@ async function serve(
       // A MetricsServerError already names the address.
       const message = error instanceof MetricsServerError ? error.message : `cannot listen on ${config.listen}: ${(error as Error).message}`;
       process.stderr.write(`arcbox-controller: ${message}\n`);
-      return 2;
+      return EXIT_CONFIG_ERROR;
     }
     logger.info({ address: server.address, version: VERSION }, "listening");
     return await runUntilStopped(controller, server, stopped, { logger, shutdownTimeoutMs: config.shutdownTimeoutMs }, () => forced);
@@ -141,7 +144,8 @@ async function runUntilStopped(
     await server.close(shutdownTimeoutMs);
     logger.fatal({ err: (error as Error).message }, "cannot start");
     process.stderr.write(`arcbox-controller: cannot start: ${(error as Error).message}\n`);
-    return error instanceof HooksDirectoryError || error instanceof LockHeldError ? 2 : 1;
+    if (error instanceof LockHeldError) return EXIT_LOCK_HELD;
+    return error instanceof HooksDirectoryError ? EXIT_CONFIG_ERROR : 1;
   }
 
   const reason = await stopped;
@@ -152,7 +156,7 @@ async function runUntilStopped(
   await server.close(Math.max(0, deadline - Date.now() - 100));
   clearTimeout(watchdog);
   logger.info({ drained }, "stopped");
-  const code = "fatal" in reason ? (reason.fatal instanceof LockHeldError ? 2 : 1) : forced() ? 130 : 0;
+  const code = "fatal" in reason ? (reason.fatal instanceof LockHeldError ? EXIT_LOCK_HELD : 1) : forced() ? 130 : 0;
   if ("fatal" in reason) process.stderr.write(`arcbox-controller: ${reason.fatal.message}\n`);
   // Nothing should keep the process alive now; if something does, it must not keep a service manager waiting.
   exitAt(Date.now() + EXIT_BACKSTOP_MS, code, () =>

@@ -6,7 +6,7 @@ import { stat } from "node:fs/promises";
 import { basename, dirname, join, relative, sep } from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { probeDaemon, type DaemonStatus } from "../host/daemon-probe.js";
-import { LOCK_FILE_NAME } from "../host/instance-lock.js";
+import { isLockFileName } from "../host/instance-lock.js";
 import { listMachineEntryNames } from "../store/index.js";
 
 /**
@@ -190,7 +190,7 @@ async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () =>
     if (rel === "" || rel === ".." || rel.startsWith(`..${sep}`)) return null; // a machine may be named "..x"
     const parts = rel.split(sep);
     const name = parts[0]!;
-    if (name === LOCK_FILE_NAME) return null;
+    if (isLockFileName(name)) return null;
     if (parts.length === 1) return name;
     if (parts.length === 2 && relevant.has(parts[1]!)) return name;
     return null;
@@ -212,7 +212,7 @@ async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () =>
       if (path === machinesDir) return false;
       const rel = relative(machinesDir, path);
       const parts = rel.split(sep);
-      if (parts[0] === LOCK_FILE_NAME) return true;
+      if (isLockFileName(parts[0]!)) return true;
       if (parts.length === 1) return false;
       if (parts.length > 2) return true;
       // Second level: only the files we watch; directories there are never descended into.

@@ -13,15 +13,22 @@
  * The lock file stays in place between runs (it is emptied on release): removing it would let two
  * controllers lock two different files of the same name. Taking the lock creates that one file if
  * missing and writes the pid into it; nothing else is ever written, and a full disk only means the
- * pid cannot be recorded.
+ * pid cannot be recorded. The file is the controller's user's alone (0600): a flock needs only a
+ * read-only descriptor, so a file others could open would let any local user hold the lock.
  */
-import { closeSync, constants, fstatSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { tryFlock } from "./flock.js";
+import { tryFlock, unlockFlock } from "./flock.js";
 import { HostFileError } from "./host-file-error.js";
 
 export const LOCK_FILE_NAME = ".arcbox-controller.lock";
+
+/** The lock file, or the new one that replaces a lock file others could open (for a moment). Neither is a machine. */
+export function isLockFileName(name: string): boolean {
+  return name === LOCK_FILE_NAME || name.startsWith(`${LOCK_FILE_NAME}.`);
+}
 
 /** Another live controller holds the lock. */
 export class LockHeldError extends Error {
@@ -38,10 +45,14 @@ export class LockHeldError extends Error {
   }
 }
 
+/** Mode of the lock file: only its owner, the controller's user, can open it. */
+export const LOCK_FILE_MODE = 0o600;
+
 /** The lock file could not be opened or locked (not the same as being held by another controller). */
 export class LockError extends HostFileError {
-  constructor(path: string, code: string | undefined, options?: { cause?: unknown }) {
-    super(path, code, `cannot take the single-instance lock ${path}: ${code ?? String(options?.cause)}`, options);
+  constructor(path: string, code: string | undefined, options?: { cause?: unknown; detail?: string }) {
+    const why = `${code ?? String(options?.cause)}${options?.detail === undefined ? "" : ` (${options.detail})`}`;
+    super(path, code, `cannot take the single-instance lock ${path}: ${why}`, options);
   }
 }
 
@@ -146,12 +157,25 @@ export function instanceLock(machinesDir: string): InstanceLock {
 async function lockFile(path: string): Promise<{ fd: number; pidWriteError: string | undefined } | null> {
   let fd: number;
   try {
-    // O_NOFOLLOW: a symlink planted at the lock's name must not redirect the pid write.
-    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
+    // O_NOFOLLOW: a symlink planted at the lock's name must not redirect the pid write. 0600 (and
+    // the check below): a flock needs only a read-only descriptor, so others must not open it.
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, LOCK_FILE_MODE);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR") return null;
     throw new LockError(path, code, { cause: error });
+  }
+  if (!isPrivate(fstatSync(fd))) {
+    // Only another controller takes an exclusive lock (an older version kept its file 0644): that one
+    // is really running. Shared holders are anyone who could open the file; they are left behind.
+    const exclusiveHolder = !tryShared(fd, path);
+    if (exclusiveHolder) {
+      const owner = await readOwnerPid(fd);
+      closeSync(fd);
+      throw new LockHeldError(path, owner);
+    }
+    closeSync(fd);
+    fd = replaceWithPrivateFile(path);
   }
   let locked: boolean;
   try {
@@ -178,6 +202,48 @@ async function lockFile(path: string): Promise<{ fd: number; pidWriteError: stri
     }
   }
   return { fd, pidWriteError };
+}
+
+/** Takes and drops a shared lock: false when an exclusive one is held. Throws LockError (closing `fd`). */
+function tryShared(fd: number, path: string): boolean {
+  try {
+    if (!tryFlock(fd, "shared")) return false;
+    unlockFlock(fd);
+    return true;
+  } catch (error) {
+    closeSync(fd);
+    throw new LockError(path, (error as NodeJS.ErrnoException).code, { cause: error });
+  }
+}
+
+/** Whether a lock file is the controller's user's alone (its owner, mode 0600). */
+function isPrivate(stats: { uid: number; mode: number }): boolean {
+  return stats.uid === process.geteuid?.() && (stats.mode & 0o7777) === LOCK_FILE_MODE;
+}
+
+/**
+ * Puts a new private lock file in place of one others could open (left by an older version, or
+ * planted): someone holding a lock on the old file then holds nothing that counts. A new file is
+ * renamed over the old name rather than the old one chmod-ed, since a descriptor opened before a
+ * chmod keeps working. Returns its descriptor; throws LockError.
+ */
+function replaceWithPrivateFile(path: string): number {
+  const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}`;
+  let fd: number;
+  try {
+    fd = openSync(temp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, LOCK_FILE_MODE);
+  } catch (error) {
+    throw new LockError(path, (error as NodeJS.ErrnoException).code, { cause: error, detail: "cannot create a private lock file beside it" });
+  }
+  try {
+    fchmodSync(fd, LOCK_FILE_MODE); // whatever the umask
+    renameSync(temp, path);
+    return fd;
+  } catch (error) {
+    closeSync(fd);
+    rmSync(temp, { force: true });
+    throw new LockError(path, (error as NodeJS.ErrnoException).code, { cause: error, detail: "cannot replace it with a private lock file" });
+  }
 }
 
 /** Empties the lock file (a courtesy) and closes it, which releases the lock. Never throws. */

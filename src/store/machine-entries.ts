@@ -7,7 +7,7 @@
  */
 import { promises as fsp, type Dirent } from "node:fs";
 import { join } from "node:path";
-import { LOCK_FILE_NAME } from "../host/instance-lock.js";
+import { isLockFileName } from "../host/instance-lock.js";
 import { StoreIoError, errnoCode } from "./errors.js";
 
 /** An entry arcbox-core's `list()` returns: it loads it as a machine (valid or not). */
@@ -57,7 +57,7 @@ export async function listDirectoryEntries(dir: string, options: ListOptions = {
       } catch {
         return { kind: "noConfig", name: dirent.name.toString("utf8"), reason: "its name is not UTF-8, so arcbox-core cannot list it" };
       }
-      if (name === LOCK_FILE_NAME || options.except?.has(name)) return undefined;
+      if (isLockFileName(name) || options.except?.has(name)) return undefined;
       // A directory needs no stat of its own; a symlink is judged by what it leads to.
       const why = await notAMachine(dir, name, dirent.isDirectory());
       return why === undefined ? { kind: "machine", name, symlink: dirent.isSymbolicLink() } : { kind: "noConfig", name, reason: why };

@@ -143,7 +143,7 @@ describe("run", () => {
     try {
       await waitFor(() => first.logs.some((line) => line.msg === "controller started"), "the first controller");
       const second = await arcbox(["run", "-d", dir, "--listen", "127.0.0.1:0"]);
-      expect(second.code).toBe(2);
+      expect(second.code).toBe(75);
       expect(second.stderr).toContain(`another arcbox-controller (pid ${first.child.pid}) is already managing ${dir}`);
     } finally {
       await first.stop();

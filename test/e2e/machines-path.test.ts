@@ -111,7 +111,7 @@ describe("a machines directory replaced while the service runs", () => {
     await waitFor(async () => (await readFile(lockFile, "utf8").catch(() => "")) === `${first.child.pid}\n`, "the lock in the new directory");
 
     const second = await runCli(["run", "--config", config, "-d", machines, "--no-hooks", "--liveness", mode, "--listen", "127.0.0.1:0"]);
-    expect(second.code).toBe(2);
+    expect(second.code).toBe(75);
     expect(second.stderr).toContain(`another arcbox-controller (pid ${first.child.pid}) is already managing ${machines}`);
 
     const stop = await timedStop(first);

@@ -2,15 +2,16 @@
  * The single-instance lock: a real flock, held by real processes, on real file systems (a full
  * tmpfs included).
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { acquireInstanceLock, LockHeldError, LOCK_FILE_NAME } from "../../src/host/instance-lock.js";
-import { makeTempDir, removeTempDir, stopProcess } from "../helpers/processes.js";
+import { makeTempDir, removeTempDir, stopProcess, waitFor } from "../helpers/processes.js";
+import { isRoot, NOBODY } from "../helpers/unprivileged.js";
 import { mountFullTmpfs } from "../helpers/tmpfs.js";
 
 const LOCK_MODULE = fileURLToPath(new URL("../../dist/host/instance-lock.js", import.meta.url));
@@ -33,6 +34,20 @@ async function holder(machinesDir: string) {
   const child = spawn(process.execPath, ["--input-type=module", "-e", script, machinesDir], { stdio: ["ignore", "pipe", "inherit"] });
   const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
   return { child, orphanPid: Number(line) };
+}
+
+/** Spawns `command` as `uid` (nobody), or as the current user when undefined. */
+function spawnAs(uid: number | undefined, command: string, args: string[]): ChildProcess {
+  return spawn(command, args, { stdio: ["ignore", "ignore", "pipe"], ...(uid === undefined ? {} : { uid, gid: uid }) });
+}
+
+/** Runs `command` as nobody (when root; else as this user) to completion. */
+async function runAsNobody(command: string, args: string[], uid: number | undefined = isRoot ? NOBODY : undefined): Promise<{ code: number | null; stderr: string }> {
+  const child = spawnAs(uid, command, args);
+  let stderr = "";
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const [code] = (await once(child, "close")) as [number | null];
+  return { code, stderr };
 }
 
 describe("acquireInstanceLock", () => {
@@ -67,6 +82,57 @@ describe("acquireInstanceLock", () => {
     const next = await acquireInstanceLock(dir);
     next.release();
     expect(await readdir(dir)).toEqual([LOCK_FILE_NAME]);
+  });
+
+  it("is the controller's user's alone (0600): another user cannot open it to hold it", async () => {
+    const lock = await acquireInstanceLock(dir);
+    const file = path.join(dir, LOCK_FILE_NAME);
+    try {
+      expect((await stat(file)).mode & 0o7777).toBe(0o600);
+      expect((await stat(file)).uid).toBe(process.geteuid!());
+      if (isRoot) {
+        await chmod(dir, 0o755); // nobody may reach the file, only not open it
+        const attempt = await runAsNobody("flock", ["-s", "-n", file, "true"]);
+        expect(attempt.code).not.toBe(0);
+        expect(attempt.stderr).toMatch(/Permission denied/);
+      }
+    } finally {
+      lock.release();
+    }
+  });
+
+  it("replaces a lock file others could open, so that one of them holding it keeps nobody out", async () => {
+    const file = path.join(dir, LOCK_FILE_NAME);
+    await writeFile(file, "", { mode: 0o644 });
+    await chmod(file, 0o644);
+    await chmod(dir, 0o755);
+    // As the issue's attacker: a shared flock on the old file, through a read-only descriptor.
+    const holder = isRoot ? spawnAs(NOBODY, "flock", ["-s", file, "sleep", "300"]) : spawnAs(undefined, "flock", ["-s", file, "sleep", "300"]);
+    try {
+      await waitFor(async () => (await runAsNobody("flock", ["-x", "-n", file, "true"], undefined)).code !== 0, "the holder's lock");
+      const lock = await acquireInstanceLock(dir);
+      expect((await stat(file)).mode & 0o7777).toBe(0o600);
+      expect(await readFile(file, "utf8")).toBe(`${process.pid}\n`);
+      expect(await readdir(dir)).toEqual([LOCK_FILE_NAME]);
+      lock.release();
+    } finally {
+      await stopProcess(holder);
+    }
+  });
+
+  it("leaves an open lock file alone while an exclusive holder (an older controller) runs", async () => {
+    const file = path.join(dir, LOCK_FILE_NAME);
+    await writeFile(file, "", { mode: 0o644 });
+    await chmod(file, 0o644);
+    const inode = (await stat(file)).ino;
+    const holder = spawnAs(undefined, "flock", ["-x", file, "sleep", "300"]);
+    try {
+      await waitFor(async () => (await runAsNobody("flock", ["-s", "-n", file, "true"], undefined)).code !== 0, "the holder's lock");
+      await expect(acquireInstanceLock(dir)).rejects.toBeInstanceOf(LockHeldError);
+      expect((await stat(file)).ino).toBe(inode);
+    } finally {
+      await stopProcess(holder);
+    }
   });
 
   it("ignores whatever a dead holder left in the file", async () => {
