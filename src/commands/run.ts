@@ -90,13 +90,7 @@ async function serve(
       controller.abortInFlight();
     }
   };
-  // SIGHUP, which daemons take as "reload": every machine is looked at now, failed ones included.
-  const onHangup = () => {
-    void controller.resyncNow().then(
-      ({ queued, retried }) => logger.info({ signal: "SIGHUP", machines: queued, retried_early: retried }, "looking at every machine now"),
-      (error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"),
-    );
-  };
+  const onHangup = hangupHandler(controller, logger);
   // Installed before the `listening` line: from then on a signal always means a graceful stop.
   process.on("SIGTERM", onSignal).on("SIGINT", onSignal).on("SIGHUP", onHangup);
   try {
@@ -115,6 +109,34 @@ async function serve(
   } finally {
     process.off("SIGTERM", onSignal).off("SIGINT", onSignal).off("SIGHUP", onHangup);
   }
+}
+
+/**
+ * SIGHUP, which daemons take as "reload": every machine is looked at now, failed ones included. A
+ * burst is one look: signals that arrive while a look is under way (its machines listed, queued and
+ * reconciled) join it, since it already covers them.
+ */
+function hangupHandler(controller: Controller, logger: Logger): () => void {
+  let looking = false;
+  let joined = 0;
+  return () => {
+    if (looking) {
+      joined++;
+      return;
+    }
+    looking = true;
+    void controller
+      .resyncNow()
+      .then(async ({ queued, retried }) => {
+        logger.info({ signal: "SIGHUP", machines: queued, retried_early: retried }, "looking at every machine now");
+        await controller.idle();
+      })
+      .catch((error: unknown) => logger.error({ err: (error as Error).message }, "listing machines failed"))
+      .finally(() => {
+        if (joined > 0) logger.info({ signal: "SIGHUP", joined }, "further SIGHUPs joined that look");
+        [looking, joined] = [false, 0];
+      });
+  };
 }
 
 /** What the landing page should point out about the hooks: recoveries that run none although nobody chose that. */

@@ -1,15 +1,16 @@
 /**
  * `arcbox-controller run` as a process under signals and a full disk.
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startControllerProcess, type RunningController } from "../helpers/cli-process.js";
+import { CLI, NO_HOME, startControllerProcess, type RunningController } from "../helpers/cli-process.js";
 import { machineToml, writeHook, writeMachine } from "../helpers/machines.js";
 import { isProcessGone, makeTempDir, readPidFileIfPresent, removeTempDir, startProcess, stopProcess, waitFor } from "../helpers/processes.js";
 import { mountFullTmpfs } from "../helpers/tmpfs.js";
 import { startStandInDaemon } from "../helpers/daemon.js";
-import type { ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 
 let root: string;
 let machines: string;
@@ -82,6 +83,52 @@ describe("signals", () => {
     expect(failures()).toHaveLength(failed);
     const hangup = await waitFor(() => controller.logs.find((line) => line.signal === "SIGHUP"), "the SIGHUP line");
     expect(hangup).toMatchObject({ msg: "looking at every machine now", machines: 2, retried_early: 1 });
+  });
+
+  it("a SIGHUP while it is still starting does not kill it", async () => {
+    // The config file is a FIFO: start-up waits in it, at a known point before the service's own
+    // signal handling exists, until the test has sent its SIGHUP and written the settings.
+    const fifo = path.join(root, "controller.fifo");
+    execFileSync("mkfifo", [fifo]);
+    const child = spawn(process.execPath, [CLI, "run", "--config", fifo, "-d", machines, "--hooks-dir", hooks, "--listen", "127.0.0.1:0"], {
+      env: { PATH: process.env.PATH, HOME: NO_HOME },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.push(child);
+    let out = "";
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+    const exited = once(child, "exit");
+    const writer = await open(fifo, "w"); // returns once the controller has opened it to read
+    child.kill("SIGHUP");
+    await writer.writeFile('liveness = "none"\n');
+    await writer.close();
+    await Promise.race([
+      waitFor(() => out.includes('"msg":"listening"'), "the listening line"),
+      exited.then(([code, signal]) => {
+        throw new Error(`exited (${String(code)}, ${String(signal)}) after the SIGHUP`);
+      }),
+    ]);
+  });
+
+  it("a burst of SIGHUPs is one look at every machine", async () => {
+    for (let i = 0; i < 200; i++) await writeMachine(machines, `vm${i}`, machineToml(`vm${i}`, { state: "stopped" }));
+    // One machine whose recovery takes a while: the look lasts until it is done.
+    await writeMachine(machines, "slow", machineToml("slow"));
+    await writeHook(hooks, "10-net", '[ "$ARCBOX_MACHINE" != slow ] || sleep 2');
+    await writeFile(config, 'liveness = "none"\nresync_interval = "1h"\n');
+    const controller = await service();
+    await controller.ready();
+    await waitFor(async () => (await stateOf(machines, "slow")) === "stopped", "slow's first recovery");
+    await writeMachine(machines, "slow", machineToml("slow"));
+    const looks = () => controller.logs.filter((line) => line.msg === "looking at every machine now");
+    for (let i = 0; i < 100; i++) {
+      controller.child.kill("SIGHUP");
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    const joined = await waitFor(() => controller.logs.find((line) => line.msg === "further SIGHUPs joined that look"), "the joined signals");
+    expect(looks()).toHaveLength(1);
+    expect(looks()[0]).toMatchObject({ machines: 201 });
+    expect(Number(joined.joined)).toBeGreaterThan(0);
   });
 
   it("a second SIGTERM stops running hooks, waits for them, and exits 130 without leaving a hook behind", async () => {
