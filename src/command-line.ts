@@ -8,6 +8,7 @@ import { runGet } from "./commands/get.js";
 import { runReconcile } from "./commands/reconcile.js";
 import { runService } from "./commands/run.js";
 import { runValidate } from "./commands/validate.js";
+import { messageLine } from "./commands/message-line.js";
 import { VERSION } from "./version.js";
 
 const HELP = `arcbox-controller ${VERSION} — keeps the machines of an ArcBox host consistent
@@ -141,7 +142,7 @@ export async function runCommandLine(argv: string[]): Promise<number> {
 }
 
 function usageError(message: string, hint = true): number {
-  process.stderr.write(`arcbox-controller: ${message}\n${hint ? "Run 'arcbox-controller --help' for usage.\n" : ""}`);
+  process.stderr.write(`${messageLine(message)}${hint ? "Run 'arcbox-controller --help' for usage.\n" : ""}`);
   return 2;
 }
 

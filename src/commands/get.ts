@@ -5,13 +5,18 @@
  */
 import type { ControllerConfig } from "../controller/config.js";
 import { livenessOptions } from "../controller/controller.js";
-import { probeLiveness } from "../host/liveness.js";
-import { InvalidConfigError, MachineStore } from "../store/index.js";
+import { probeLiveness, type LivenessOptions } from "../host/liveness.js";
+import { escapeText } from "../platform/escape-text.js";
+import { InvalidConfigError, MachineStore, type InvalidMachine, type LoadedMachine, type NotAMachine } from "../store/index.js";
 import { parseCreatedAt } from "../store/created-at.js";
 import { toJsonWithBigInts } from "../store/machine.js";
 import { hooksNote, listingFailure, missingDirectoryNote } from "./listing.js";
 
-/** One row of `get -o json`. */
+/**
+ * One row of `get -o json`. Its texts from the disk (`name`, `ip_address`, `path`, `error`) are spelled
+ * by escapeText, as in the table: printable, on one line, and two different names never spelled alike,
+ * a name that is not UTF-8 included (`f\xff`); `state` and `created_at` are checked by the schema.
+ */
 export interface MachineStatusRow {
   name: string;
   status: "Healthy" | "NeedsRecovery" | "Invalid" | "NoConfig";
@@ -25,10 +30,13 @@ export interface MachineStatusRow {
   error: string | null;
 }
 
-/** A row and, for an invalid entry, the short reason the table shows. */
+/** A row and, for an invalid entry, the short reason the table shows (escaped too). */
 interface StatusEntry extends MachineStatusRow {
   reason?: string;
 }
+
+/** The fields of a row about an entry that is not a valid machine. */
+const NOTHING_LOADED = { state: null, alive: null, ip_address: null, cpus: null, memory_mb: null, created_at: null } as const;
 
 /** Reads every machine and probes its liveness. Throws only when the directory cannot be listed. */
 export async function collectStatus(config: ControllerConfig): Promise<StatusEntry[]> {
@@ -36,40 +44,56 @@ export async function collectStatus(config: ControllerConfig): Promise<StatusEnt
   const { machines, invalid, notMachines } = await store.loadAll();
   const rows: StatusEntry[] = [];
   const liveness = livenessOptions(config);
-  for (const { machine, path } of machines) {
-    // A pid file that cannot be read leaves liveness unknown: shown as "-", never as NeedsRecovery.
-    let alive: boolean | null = null;
-    let error: string | null = null;
-    if (config.liveness === "daemon" && machine.state !== "running") {
-      alive = false; // the daemon runs only the machines it persisted as running
-    } else {
-      try {
-        ({ alive } = await probeLiveness(store.machineDir(machine.name), liveness));
-      } catch (probeError) {
-        error = (probeError as Error).message;
-      }
-    }
-    rows.push({
-      name: machine.name,
-      status: machine.state === "running" && alive === false ? "NeedsRecovery" : "Healthy",
-      state: machine.state,
-      alive,
-      ip_address: machine.ip_address ?? null,
-      cpus: machine.cpus,
-      memory_mb: machine.memory_mb,
-      created_at: machine.created_at,
-      path,
-      error,
-    });
-  }
-  for (const { name, path, error } of invalid) {
-    const reason = error instanceof InvalidConfigError ? `${error.line === undefined ? "" : `line ${error.line}: `}${error.reason}` : error.message;
-    rows.push({ name, status: "Invalid", state: null, alive: null, ip_address: null, cpus: null, memory_mb: null, created_at: null, path, error: error.message, reason });
-  }
-  for (const { name, path, reason } of notMachines) {
-    rows.push({ name, status: "NoConfig", state: null, alive: null, ip_address: null, cpus: null, memory_mb: null, created_at: null, path, error: `${path}: ${reason}` });
-  }
+  for (const loaded of machines) rows.push(await machineRow(config, store, liveness, loaded));
+  rows.push(...invalid.map(invalidRow), ...notMachines.map(noConfigRow));
   return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The row of a machine that is not valid; the table shows the config's own problem without its path. */
+function invalidRow({ name, path, error }: InvalidMachine): StatusEntry {
+  const where = error instanceof InvalidConfigError && error.line !== undefined ? `line ${error.line}: ` : "";
+  const reason = error instanceof InvalidConfigError ? `${where}${error.reason}` : error.message;
+  const spelled = { path: escapeText(path), error: escapeText(error.message), reason: escapeText(reason) };
+  return { name: escapeText(name), status: "Invalid", ...NOTHING_LOADED, ...spelled };
+}
+
+/** The row of an entry that is no machine. */
+function noConfigRow({ name, path, reason }: NotAMachine): StatusEntry {
+  const spelled = { path: escapeText(path), error: `${escapeText(path)}: ${escapeText(reason)}` };
+  return { name: escapeText(name), status: "NoConfig", ...NOTHING_LOADED, ...spelled };
+}
+
+/** The row of a valid machine, with its liveness probed. */
+async function machineRow(
+  config: ControllerConfig,
+  store: MachineStore,
+  liveness: LivenessOptions,
+  { machine, path }: LoadedMachine,
+): Promise<StatusEntry> {
+  // A pid file that cannot be read leaves liveness unknown: shown as "-", never as NeedsRecovery.
+  let alive: boolean | null = null;
+  let error: string | null = null;
+  if (config.liveness === "daemon" && machine.state !== "running") {
+    alive = false; // the daemon runs only the machines it persisted as running
+  } else {
+    try {
+      ({ alive } = await probeLiveness(store.machineDir(machine.name), liveness));
+    } catch (probeError) {
+      error = escapeText((probeError as Error).message);
+    }
+  }
+  return {
+    name: escapeText(machine.name),
+    status: machine.state === "running" && alive === false ? "NeedsRecovery" : "Healthy",
+    state: machine.state,
+    alive,
+    ip_address: machine.ip_address === undefined ? null : escapeText(machine.ip_address),
+    cpus: machine.cpus,
+    memory_mb: machine.memory_mb,
+    created_at: machine.created_at,
+    path: escapeText(path),
+    error,
+  };
 }
 
 /** Runs `get`; returns the exit code (0, or 2 when the machines directory cannot be read). */
@@ -90,7 +114,7 @@ export async function runGet(config: ControllerConfig, output: "table" | "json")
   return 0;
 }
 
-/** The aligned table of `get`: `NAME STATE ALIVE IP CPUS MEMORY AGE STATUS`. */
+/** The aligned table of `get`: `NAME STATE ALIVE IP CPUS MEMORY AGE STATUS`, of rows as collectStatus spells them. */
 export function renderTable(rows: StatusEntry[], now: number): string {
   const header = ["NAME", "STATE", "ALIVE", "IP", "CPUS", "MEMORY", "AGE", "STATUS"];
   const cells = rows.map((row) => [
@@ -101,7 +125,7 @@ export function renderTable(rows: StatusEntry[], now: number): string {
     row.cpus === null ? "-" : String(row.cpus),
     row.memory_mb === null ? "-" : formatMemory(row.memory_mb),
     row.created_at === null ? "-" : formatAge(now - (parseCreatedAt(row.created_at)?.epochMs ?? NaN)),
-    row.status === "Invalid" ? `Invalid: ${(row.reason ?? row.error ?? "").split("\n")[0]}` : row.status,
+    row.status === "Invalid" ? `Invalid: ${row.reason ?? row.error ?? ""}` : row.status,
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...cells.map((line) => line[column]!.length)));
   const format = (line: string[]) =>

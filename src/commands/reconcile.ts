@@ -10,9 +10,11 @@ import type { ControllerConfig } from "../controller/config.js";
 import { reconcileOnce, type PassSummary } from "../controller/reconcile-pass.js";
 import { createLogger } from "../log.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
+import { escapeText } from "../platform/escape-text.js";
 import { VERSION } from "../version.js";
 import { LockHeldError } from "../host/instance-lock.js";
 import { EXIT_CONFIG_ERROR, EXIT_LOCK_HELD } from "./exit-codes.js";
+import { messageLine } from "./message-line.js";
 import { machinesDirTrusted } from "./trust-check.js";
 
 /** Passes shorter than this show no progress line. */
@@ -30,7 +32,7 @@ export async function runReconcile(config: ControllerConfig, output: "text" | "j
   } catch (error) {
     // Nothing was reconciled: the lock is held by another controller, or a directory is unusable.
     progress?.clear();
-    process.stderr.write(`arcbox-controller: ${(error as Error).message}\n`);
+    process.stderr.write(messageLine((error as Error).message));
     return error instanceof LockHeldError ? EXIT_LOCK_HELD : EXIT_CONFIG_ERROR;
   }
   progress?.clear();
@@ -42,7 +44,8 @@ export async function runReconcile(config: ControllerConfig, output: "text" | "j
 
 /** The text output: a dry run's plan (one line per machine it would recover), then the summary line. */
 export function formatReport(s: PassSummary): string {
-  const plan = (s.would_recover ?? []).map((entry) => `would recover ${entry.name}: ${entry.reason}\n`).join("");
+  const line = (entry: { name: string; reason: string }) => `would recover ${escapeText(entry.name)}: ${escapeText(entry.reason)}\n`;
+  const plan = (s.would_recover ?? []).map(line).join("");
   return `${plan}${formatSummary(s)}\n`;
 }
 

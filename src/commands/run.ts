@@ -15,6 +15,7 @@ import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { MetricsServerError, startMetricsServer, type MetricsServer } from "../metrics/http-server.js";
 import { VERSION } from "../version.js";
 import { EXIT_CONFIG_ERROR, EXIT_LOCK_HELD } from "./exit-codes.js";
+import { messageLine } from "./message-line.js";
 import { machinesDirTrusted } from "./trust-check.js";
 
 export async function runService(config: ControllerConfig): Promise<number> {
@@ -56,7 +57,7 @@ export async function runService(config: ControllerConfig): Promise<number> {
 /** Refuses to start: the reason in the log and on stderr; returns the exit status (a configuration error's by default). */
 function refuse(logger: Logger, message: string, msg: string, fields: Record<string, unknown>, code = EXIT_CONFIG_ERROR): number {
   logger.fatal({ err: message, ...fields }, msg);
-  process.stderr.write(`arcbox-controller: ${message}\n`);
+  process.stderr.write(messageLine(message));
   return code;
 }
 
@@ -101,7 +102,7 @@ async function serve(
       logger.fatal({ err: (error as Error).message, listen: config.listen }, "cannot serve metrics");
       // A MetricsServerError already names the address.
       const message = error instanceof MetricsServerError ? error.message : `cannot listen on ${config.listen}: ${(error as Error).message}`;
-      process.stderr.write(`arcbox-controller: ${message}\n`);
+      process.stderr.write(messageLine(message));
       return EXIT_CONFIG_ERROR;
     }
     logger.info({ address: server.address, version: VERSION }, "listening");
@@ -165,7 +166,7 @@ async function runUntilStopped(
   } catch (error) {
     await server.close(shutdownTimeoutMs);
     logger.fatal({ err: (error as Error).message }, "cannot start");
-    process.stderr.write(`arcbox-controller: cannot start: ${(error as Error).message}\n`);
+    process.stderr.write(messageLine(`cannot start: ${(error as Error).message}`));
     if (error instanceof LockHeldError) return EXIT_LOCK_HELD;
     return error instanceof HooksDirectoryError ? EXIT_CONFIG_ERROR : 1;
   }
@@ -179,7 +180,7 @@ async function runUntilStopped(
   clearTimeout(watchdog);
   logger.info({ drained }, "stopped");
   const code = "fatal" in reason ? (reason.fatal instanceof LockHeldError ? EXIT_LOCK_HELD : 1) : forced() ? 130 : 0;
-  if ("fatal" in reason) process.stderr.write(`arcbox-controller: ${reason.fatal.message}\n`);
+  if ("fatal" in reason) process.stderr.write(messageLine(reason.fatal.message));
   // Nothing should keep the process alive now; if something does, it must not keep a service manager waiting.
   exitAt(Date.now() + EXIT_BACKSTOP_MS, code, () =>
     logger.warn({ resources: process.getActiveResourcesInfo() }, "still running after the stop; exiting"),

@@ -5,6 +5,7 @@
 import type { Logger } from "pino";
 import type { ControllerConfig } from "../controller/config.js";
 import { checkMachinesDirTrust } from "../store/index.js";
+import { messageLine } from "./message-line.js";
 
 /**
  * Runs the check. Returns true when the command may go on (with a warning logged when it was allowed
@@ -22,7 +23,7 @@ export async function machinesDirTrusted(config: ControllerConfig, logger: Logge
     return true;
   } catch (error) {
     logger.fatal({ err: (error as Error).message, machines_dir: config.machinesDir }, "refusing the machines directory");
-    process.stderr.write(`arcbox-controller: ${(error as Error).message}\n`);
+    process.stderr.write(messageLine((error as Error).message));
     return false;
   }
 }

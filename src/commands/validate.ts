@@ -1,12 +1,14 @@
 /**
  * `arcbox-controller validate [PATH...]`: checks config files or machine directories (default:
  * every machine of the machines directory, as arcbox-core's `list()` finds them) and prints
- * `path:line:col: message` per problem. Read-only.
+ * `path:line:col: message` per problem, one line each: spelled by escapeText, since a path or name in
+ * it may hold a newline or a terminal escape. Read-only.
  */
 import { lstat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import type { ControllerConfig } from "../controller/config.js";
 import { listMachineNames } from "../controller/sources.js";
+import { escapeText } from "../platform/escape-text.js";
 import { controllerRule, isValidMachineName, readMachineConfig, StoreError } from "../store/index.js";
 import { listingFailure, missingDirectoryNote } from "./listing.js";
 
@@ -30,7 +32,7 @@ export async function runValidate(config: ControllerConfig, paths: string[]): Pr
     const problem = await validateTarget(target);
     if (problem !== null) {
       problems++;
-      process.stdout.write(`${problem}\n`);
+      process.stdout.write(`${escapeText(problem)}\n`);
     }
   }
   const noun = targets.length === 1 ? "config" : "configs";
@@ -42,7 +44,8 @@ export async function runValidate(config: ControllerConfig, paths: string[]): Pr
 
 /**
  * Checks one target: a machine directory (its name, then its `config.toml`) or a config file (its
- * name must match its directory). Returns the problem as `path[:line:col]: message`, or null.
+ * name must match its directory). Returns the problem as `path[:line:col]: message` (as it is, not
+ * yet escaped), or null.
  */
 export async function validateTarget(target: string): Promise<string | null> {
   let configPath = target;

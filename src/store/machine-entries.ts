@@ -6,7 +6,7 @@
  * a moment before its file), and only the controller's own lock file is left out altogether.
  */
 import { promises as fsp, type Dirent } from "node:fs";
-import { join } from "node:path";
+import { join, sep } from "node:path";
 import { isLockFileName } from "../host/instance-lock.js";
 import { StoreIoError, errnoCode } from "./errors.js";
 
@@ -21,7 +21,11 @@ export interface MachineEntry {
 /** An entry that is not a machine, and why (shown as `NoConfig` by `get`, counted nowhere). */
 export interface NoConfigEntry {
   kind: "noConfig";
-  name: string;
+  /**
+   * The entry's name; its bytes as they are when they are not UTF-8, since no string can stand for
+   * them without two names collapsing into one (a decoder turns each bad byte into U+FFFD).
+   */
+  name: string | Buffer;
   reason: string;
 }
 
@@ -37,9 +41,9 @@ export interface ListOptions {
 }
 
 /**
- * Every entry of `dir` but the controller's lock file (and `except`), sorted by name, each a machine
- * or not as arcbox-core's `list()` decides. A missing directory has no entries; any other failure to
- * read it throws StoreIoError.
+ * Every entry of `dir` but the controller's lock file (and `except`), sorted by name (its bytes), each
+ * a machine or not as arcbox-core's `list()` decides. A missing directory has no entries; any other
+ * failure to read it throws StoreIoError.
  */
 export async function listDirectoryEntries(dir: string, options: ListOptions = {}): Promise<DirectoryEntry[]> {
   let dirents: Dirent<Buffer>[];
@@ -49,13 +53,15 @@ export async function listDirectoryEntries(dir: string, options: ListOptions = {
     if (errnoCode(error) === "ENOENT") return [];
     throw new StoreIoError(dir, "read directory", error);
   }
+  // By the names' bytes: code point order for UTF-8 names, and a place for those that are not.
+  dirents.sort((a, b) => Buffer.compare(a.name, b.name));
   const entries = await Promise.all(
     dirents.map(async (dirent): Promise<DirectoryEntry | undefined> => {
       let name: string;
       try {
         name = utf8.decode(dirent.name);
       } catch {
-        return { kind: "noConfig", name: dirent.name.toString("utf8"), reason: "its name is not UTF-8, so arcbox-core cannot list it" };
+        return { kind: "noConfig", name: dirent.name, reason: "its name is not UTF-8, so arcbox-core cannot list it" };
       }
       if (isLockFileName(name) || options.except?.has(name)) return undefined;
       // A directory needs no stat of its own; a symlink is judged by what it leads to.
@@ -63,7 +69,17 @@ export async function listDirectoryEntries(dir: string, options: ListOptions = {
       return why === undefined ? { kind: "machine", name, symlink: dirent.isSymbolicLink() } : { kind: "noConfig", name, reason: why };
     }),
   );
-  return entries.filter((e): e is DirectoryEntry => e !== undefined).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return entries.filter((e): e is DirectoryEntry => e !== undefined);
+}
+
+/** Orders entry names by their bytes (UTF-8 for a string): names that are not UTF-8 sort among the others. */
+export function compareEntryNames(a: string | Buffer, b: string | Buffer): number {
+  return Buffer.compare(typeof a === "string" ? Buffer.from(a) : a, typeof b === "string" ? Buffer.from(b) : b);
+}
+
+/** The path of the entry `name` of `dir`: bytes when the name is bytes (then `dir` is taken as UTF-8). */
+export function entryPath(dir: string, name: string | Buffer): string | Buffer {
+  return typeof name === "string" ? join(dir, name) : Buffer.concat([Buffer.from(join(dir, sep)), name]);
 }
 
 /** Names of the entries of `dir` that arcbox-core's `list()` returns (but `except`), sorted. Throws as listDirectoryEntries. */

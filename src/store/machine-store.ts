@@ -24,7 +24,15 @@ import { defaultFsOps, type DurableFsOps } from "./dir-ops.js";
 import { guardedFsOps } from "./guarded-ops.js";
 import { OverdueCalls } from "../platform/deadline.js";
 import { isOwnTempFileName, isTempFileName, writeFileDurably, type OpenDirectory, type WritePrecondition } from "./durable-write.js";
-import { CONFIG_FILE_NAME, isEntryName, isMachineEntry, listDirectoryEntries, listMachineEntryNames } from "./machine-entries.js";
+import {
+  CONFIG_FILE_NAME,
+  compareEntryNames,
+  entryPath,
+  isEntryName,
+  isMachineEntry,
+  listDirectoryEntries,
+  listMachineEntryNames,
+} from "./machine-entries.js";
 import { editInPlace, parseMachineConfig, serializeMachine, type CheckedText, type MinimalChange, type ParsedMachineConfig } from "./toml-codec.js";
 
 export { CONFIG_FILE_NAME };
@@ -48,10 +56,13 @@ export interface InvalidMachine {
   error: StoreError;
 }
 
-/** An entry of the machines directory that is not a machine (e.g. a directory without config.toml), and why. */
+/**
+ * An entry of the machines directory that is not a machine (e.g. a directory without config.toml), and
+ * why. A name that is not UTF-8 is kept as its bytes, and so is its path.
+ */
 export interface NotAMachine {
-  name: string;
-  path: string;
+  name: string | Buffer;
+  path: string | Buffer;
   reason: string;
 }
 
@@ -190,8 +201,8 @@ export class MachineStore {
    * Reads every entry of the machines directory (but the controller's lock file): each machine
    * arcbox-core's `list()` would load is valid or an InvalidMachine with its error (name rule,
    * symlinked directory, bad file); every other entry is a NotAMachine (no config.toml, not a
-   * directory). An entry removed while it is read is left out. Throws only when the machines
-   * directory itself cannot be read.
+   * directory, a name that is not UTF-8). An entry removed while it is read is left out. Throws only
+   * when the machines directory itself cannot be read.
    */
   async loadAll(): Promise<{ machines: LoadedMachine[]; invalid: InvalidMachine[]; notMachines: NotAMachine[] }> {
     const entries = await listDirectoryEntries(this.dir);
@@ -201,21 +212,20 @@ export class MachineStore {
     const pool = new PQueue({ concurrency: this.loadConcurrency });
     await pool.addAll(
       entries.map((entry) => async () => {
-        const path = join(this.dir, entry.name);
         if (entry.kind === "noConfig") {
-          notMachines.push({ name: entry.name, path, reason: entry.reason });
+          notMachines.push({ name: entry.name, path: entryPath(this.dir, entry.name), reason: entry.reason });
           return;
         }
         const outcome = await this.loadEntry(entry.name, entry.symlink);
         if (outcome === undefined) return;
-        if (outcome instanceof StoreError) invalid.push({ name: entry.name, path, error: outcome });
+        if (outcome instanceof StoreError) invalid.push({ name: entry.name, path: join(this.dir, entry.name), error: outcome });
         else machines.push(outcome);
       }),
     );
     const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
     machines.sort((a, b) => byName(a.machine, b.machine));
     invalid.sort(byName);
-    notMachines.sort(byName);
+    notMachines.sort((a, b) => compareEntryNames(a.name, b.name));
     return { machines, invalid, notMachines };
   }
 

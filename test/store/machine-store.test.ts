@@ -45,6 +45,19 @@ describe("list and loadAll", () => {
     expect(notMachines["stray-file"]).toContain("not a directory");
   });
 
+  it("keep a name that is not UTF-8 as its bytes, so that two such names stay two; neither is a machine", async () => {
+    const names = [Buffer.from([0x66, 0xfe]), Buffer.from([0x66, 0xff])];
+    const pathOf = (name: Buffer) => Buffer.concat([Buffer.from(`${t.dir}/`), name]);
+    for (const name of names) {
+      await mkdir(pathOf(name));
+      await writeFile(Buffer.concat([pathOf(name), Buffer.from("/config.toml")]), configText("f"));
+    }
+    expect(await t.store.list()).toEqual([]);
+    const all = await t.store.loadAll();
+    expect([all.machines, all.invalid]).toEqual([[], []]);
+    expect(all.notMachines).toEqual(names.map((name) => ({ name, path: pathOf(name), reason: expect.stringContaining("not UTF-8") })));
+  });
+
   it("load of a name that breaks the name rule: not found when it is no machine, invalid when arcbox-core would load it", async () => {
     await mkdir(join(t.dir, ".cache"));
     await expect(t.store.load(".cache")).rejects.toBeInstanceOf(MachineNotFoundError);
