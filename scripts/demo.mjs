@@ -27,7 +27,7 @@ for (const name of await readdir(machines)) await utimes(join(machines, name, "c
 // The demo is for a person: readable log lines, unless `npm start -- --log-format json` asks otherwise.
 const extra = process.argv.slice(2);
 const format = extra.some((arg) => arg.startsWith("--log-format")) ? [] : ["--log-format", "pretty"];
-const args = [join(root, "dist/cli.js"), "run", "--machines-dir", machines, "--hooks-dir", hooks, "--listen", process.env.ARCBOX_LISTEN ?? "127.0.0.1:9464", ...format, ...extra];
+const args = [join(root, "dist/cli.cjs"), "run", "--machines-dir", machines, "--hooks-dir", hooks, "--listen", process.env.ARCBOX_LISTEN ?? "127.0.0.1:9464", ...format, ...extra];
 process.stderr.write(`demo machines in ${machines}; metrics on http://${process.env.ARCBOX_LISTEN ?? "127.0.0.1:9464"}/ — Ctrl-C to stop\n`);
 const child = spawn(process.execPath, args, { stdio: "inherit" });
 // Ctrl-C reaches the controller from the terminal directly; SIGTERM is passed on.

@@ -11,6 +11,8 @@ import { runValidate } from "./commands/validate.js";
 import { messageLine } from "./commands/message-line.js";
 import { VERSION } from "./version.js";
 
+export { finishProcess } from "./host/exit.js";
+
 const HELP = `arcbox-controller ${VERSION} — keeps the machines of an ArcBox host consistent
 
 Usage:

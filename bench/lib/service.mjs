@@ -1,4 +1,4 @@
-// The built CLI (`dist/cli.js`) as the benchmarks drive it: one-shot commands timed as processes, and
+// The built CLI (`dist/cli.cjs`) as the benchmarks drive it: one-shot commands timed as processes, and
 // `arcbox-controller run` as a child process whose JSON log lines arrive with their time of receipt
 // and whose /metrics is scraped over real HTTP.
 import { execFile, spawn } from "node:child_process";
@@ -9,7 +9,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { sleep } from "./stats.mjs";
 
-export const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+export const CLI = fileURLToPath(new URL("../../dist/cli.cjs", import.meta.url));
 
 /** Exits with a clear message when the CLI has not been built. */
 export function requireBuiltCli() {

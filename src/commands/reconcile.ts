@@ -15,6 +15,7 @@ import { VERSION } from "../version.js";
 import { LockHeldError } from "../host/instance-lock.js";
 import { EXIT_CONFIG_ERROR, EXIT_LOCK_HELD } from "./exit-codes.js";
 import { messageLine } from "./message-line.js";
+import { OverdueCalls } from "../platform/deadline.js";
 import { machinesDirTrusted } from "./trust-check.js";
 
 /** Passes shorter than this show no progress line. */
@@ -24,11 +25,13 @@ export async function runReconcile(config: ControllerConfig, output: "text" | "j
   // stdout carries the summary (a script parses it); the log goes to stderr.
   const logger = createLogger({ level: config.logLevel, format: config.logFormat, fd: 2 });
   const metrics = new ControllerMetrics({ perMachineMetrics: false, version: VERSION, daemonLiveness: config.liveness === "daemon" });
-  if (!(await machinesDirTrusted(config, logger))) return EXIT_CONFIG_ERROR;
+  // Deadlines of the calls on paths others control, shared by every step (docs/design.md#hung-mounts).
+  const calls = new OverdueCalls();
+  if (!(await machinesDirTrusted(config, logger, calls))) return EXIT_CONFIG_ERROR;
   const progress = process.stderr.isTTY ? progressLine() : undefined;
   let summary: PassSummary;
   try {
-    summary = await reconcileOnce({ config, logger, metrics, dryRun, onProgress: progress?.update });
+    summary = await reconcileOnce({ config, logger, metrics, dryRun, calls, onProgress: progress?.update });
   } catch (error) {
     // Nothing was reconciled: the lock is held by another controller, or a directory is unusable.
     progress?.clear();

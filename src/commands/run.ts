@@ -8,11 +8,13 @@ import type { ControllerConfig } from "../controller/config.js";
 import { Controller, directoryHookSupply, logHooksNotice } from "../controller/controller.js";
 import { MachinesDirMissingError, machinesDirState } from "../controller/machines-dir.js";
 import { DEFAULT_KILL_GRACE_MS, HooksDirectoryError, type DirectoryHookSupply } from "../host/hooks.js";
+import { exitProcess } from "../host/exit.js";
 import { instanceLock, LockHeldError, type InstanceLock } from "../host/instance-lock.js";
 import { createLogger } from "../log.js";
 import { ActivityLog } from "../metrics/activity.js";
 import { ControllerMetrics } from "../metrics/controller-metrics.js";
 import { MetricsServerError, startMetricsServer, type MetricsServer } from "../metrics/http-server.js";
+import { OverdueCalls, unansweredCalls } from "../platform/deadline.js";
 import { VERSION } from "../version.js";
 import { EXIT_CONFIG_ERROR, EXIT_LOCK_HELD } from "./exit-codes.js";
 import { messageLine } from "./message-line.js";
@@ -25,8 +27,10 @@ export async function runService(config: ControllerConfig): Promise<number> {
   // Everything that can refuse to start does so before anything is touched; the lock comes first
   // of what is taken, so a second controller is refused naming the first before anything else (such
   // as the metrics port both would want) can fail.
-  if (!(await machinesDirTrusted(config, logger))) return EXIT_CONFIG_ERROR;
-  const hooks = directoryHookSupply({ config, logger, metrics });
+  // Deadlines of the calls on paths others control, shared by every step (docs/design.md#hung-mounts).
+  const calls = new OverdueCalls();
+  if (!(await machinesDirTrusted(config, logger, calls))) return EXIT_CONFIG_ERROR;
+  const hooks = directoryHookSupply({ config, logger, metrics, calls });
   try {
     logHooksNotice(logger, await hooks.check());
   } catch (error) {
@@ -48,7 +52,7 @@ export async function runService(config: ControllerConfig): Promise<number> {
     logger.warn({ path: lock.path, code: lock.pidWriteError }, "holding the single-instance lock, but could not record this process's pid in it");
   }
   try {
-    return await serve(config, logger, metrics, lock, hooks);
+    return await serve(config, logger, metrics, lock, hooks, calls);
   } finally {
     lock.release();
   }
@@ -70,11 +74,12 @@ async function serve(
   metrics: ControllerMetrics,
   instanceLock: InstanceLock,
   hooks: DirectoryHookSupply,
+  calls: OverdueCalls,
 ): Promise<number> {
   const activity = new ActivityLog();
   let stopRequested: (reason: StopReason) => void = () => undefined;
   const stopped = new Promise<StopReason>((resolve) => (stopRequested = resolve));
-  const controller = new Controller({ config, logger, metrics, instanceLock, activity, hooks, onFatal: (fatal) => stopRequested({ fatal }) });
+  const controller = new Controller({ config, logger, metrics, instanceLock, activity, hooks, calls, onFatal: (fatal) => stopRequested({ fatal }) });
   // The first SIGTERM/SIGINT stops gracefully. A second one (not within a second of the first: a
   // terminal's Ctrl-C reaches both `npm start` and us, and npm forwards it again) stops running hooks
   // at once; the process still waits for them to die, so no hook is left behind, then exits 130.
@@ -161,14 +166,18 @@ async function runUntilStopped(
   { logger, shutdownTimeoutMs }: { logger: Logger; shutdownTimeoutMs: number },
   forced: () => boolean,
 ): Promise<number> {
-  try {
-    await controller.start();
-  } catch (error) {
+  // A stop asked for while starting (a start held up by a path that does not answer) is not kept waiting.
+  const started = controller.start().then(
+    () => null,
+    (error: unknown) => error as Error,
+  );
+  const failed = await Promise.race([started, stopped.then(() => null)]);
+  if (failed !== null) {
     await server.close(shutdownTimeoutMs);
-    logger.fatal({ err: (error as Error).message }, "cannot start");
-    process.stderr.write(messageLine(`cannot start: ${(error as Error).message}`));
-    if (error instanceof LockHeldError) return EXIT_LOCK_HELD;
-    return error instanceof HooksDirectoryError ? EXIT_CONFIG_ERROR : 1;
+    logger.fatal({ err: failed.message }, "cannot start");
+    process.stderr.write(messageLine(`cannot start: ${failed.message}`));
+    if (failed instanceof LockHeldError) return EXIT_LOCK_HELD;
+    return failed instanceof HooksDirectoryError ? EXIT_CONFIG_ERROR : 1;
   }
 
   const reason = await stopped;
@@ -181,6 +190,11 @@ async function runUntilStopped(
   logger.info({ drained }, "stopped");
   const code = "fatal" in reason ? (reason.fatal instanceof LockHeldError ? EXIT_LOCK_HELD : 1) : forced() ? 130 : 0;
   if ("fatal" in reason) process.stderr.write(messageLine(reason.fatal.message));
+  // A call stuck on a hung mount keeps the process alive for good: end it now.
+  if (unansweredCalls() > 0) {
+    logger.warn({ unanswered_calls: unansweredCalls() }, "file system calls on a hung mount have not answered; exiting without waiting for them");
+    await exitProcess(code);
+  }
   // Nothing should keep the process alive now; if something does, it must not keep a service manager waiting.
   exitAt(Date.now() + EXIT_BACKSTOP_MS, code, () =>
     logger.warn({ resources: process.getActiveResourcesInfo() }, "still running after the stop; exiting"),
@@ -192,6 +206,6 @@ async function runUntilStopped(
 function exitAt(time: number, code: number, before: () => void): NodeJS.Timeout {
   return setTimeout(() => {
     before();
-    process.exit(code);
+    void exitProcess(code);
   }, Math.max(0, time - Date.now())).unref();
 }

@@ -4,16 +4,22 @@
  */
 import type { Logger } from "pino";
 import type { ControllerConfig } from "../controller/config.js";
+import type { OverdueCalls } from "../platform/deadline.js";
 import { checkMachinesDirTrust } from "../store/index.js";
 import { messageLine } from "./message-line.js";
 
 /**
- * Runs the check. Returns true when the command may go on (with a warning logged when it was allowed
+ * Runs the check, its calls under `calls` (shared with the command's later work: a directory found
+ * not answering is not waited for again). Returns true when the command may go on (with a warning logged when it was allowed
  * over untrusted directories); false after printing the refusal on stderr (the command exits 2).
  */
-export async function machinesDirTrusted(config: ControllerConfig, logger: Logger): Promise<boolean> {
+export async function machinesDirTrusted(config: ControllerConfig, logger: Logger, calls: OverdueCalls): Promise<boolean> {
   try {
-    const untrusted = await checkMachinesDirTrust(config.machinesDir, { allowUntrusted: config.allowUntrustedMachinesDir });
+    const untrusted = await checkMachinesDirTrust(config.machinesDir, {
+      allowUntrusted: config.allowUntrustedMachinesDir,
+      calls,
+      onNoAnswer: (path) => logger.warn({ path }, "cannot check who can write this directory: it does not answer (a hung mount?)"),
+    });
     if (untrusted.length > 0) {
       logger.warn(
         { machines_dir: config.machinesDir, untrusted: untrusted.slice(0, 10), count: untrusted.length },

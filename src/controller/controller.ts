@@ -6,7 +6,8 @@ import { basename } from "node:path";
 import type { Logger } from "pino";
 import { MachineStore, type Revision, type StoreIoError } from "../store/index.js";
 import type { ActivityLog, FailureDetails } from "../metrics/activity.js";
-import type { ControllerMetrics } from "../metrics/controller-metrics.js";
+import type { ControllerMetrics, UnresponsivePathKind } from "../metrics/controller-metrics.js";
+import { OverdueCalls } from "../platform/deadline.js";
 import type { HealthCheck } from "../metrics/http-server.js";
 import type { ControllerConfig } from "./config.js";
 import { DEFAULT_KILL_GRACE_MS, DirectoryHookSupply, fixedHooks, HookError, skipReasonForName, type HookSupply, type HooksNotice, type HooksStatus, type NetworkHook } from "../host/hooks.js";
@@ -42,6 +43,12 @@ export interface ControllerOptions {
   onFatal?: (error: Error) => void;
   /** Where recoveries, failures, invalid configs and the daemon's ups and downs are recorded for the landing page. */
   activity?: ActivityLog;
+  /**
+   * The deadlines of file system calls on paths others control (docs/design.md#hung-mounts), shared
+   * with the caller's own checks so that a path found not answering is not waited for again.
+   * Default: a new one.
+   */
+  calls?: OverdueCalls;
 }
 
 /**
@@ -69,6 +76,11 @@ const FATAL_WATCH_ERRORS = new Set(["ENOSPC", "EMFILE", "ENFILE"]);
 
 export class Controller {
   private readonly store: MachineStore;
+  /**
+   * Deadlines of every file system call on a path others control (docs/design.md#hung-mounts), keyed
+   * by the path: a machine directory, the daemon's lock, the hooks directory.
+   */
+  private readonly calls: OverdueCalls;
   private readonly reconciler: Reconciler;
   private readonly queue: WorkQueue;
   private readonly abort = new AbortController();
@@ -104,14 +116,18 @@ export class Controller {
 
   constructor(private readonly options: ControllerOptions) {
     const { config, metrics } = options;
-    this.store = new MachineStore({ dir: config.machinesDir });
+    this.calls = options.calls ?? new OverdueCalls();
+    // Paths the caller's checks already found not answering count from the start.
+    for (const path of this.calls.overdueKeys()) this.pathAnswers(path, false);
+    this.calls.subscribe((path, overdue) => this.pathAnswers(path, !overdue));
+    this.store = new MachineStore({ dir: config.machinesDir, calls: this.calls });
     const given = options.hooks;
     if (Array.isArray(given)) {
       metrics.knownHooks(given.map((hook) => hook.name));
       this.hooks = fixedHooks(given);
       this.directoryHooks = null;
     } else {
-      const supply = given ?? directoryHookSupply(options);
+      const supply = given ?? directoryHookSupply({ ...options, calls: this.calls });
       this.hooks = supply;
       this.directoryHooks = { supply, checked: given !== undefined };
     }
@@ -120,7 +136,7 @@ export class Controller {
     this.reconciler = new Reconciler({
       store: this.store,
       hooks: this.hooks,
-      liveness: livenessOptions(config),
+      liveness: { ...livenessOptions(config), calls: this.calls },
       startupGraceMs: config.startupGraceMs,
       signal: this.abort.signal,
       observer: this.trackingObserver(withActivity(metricsObserver(metrics), options.activity)),
@@ -165,6 +181,7 @@ export class Controller {
       this.daemon = await watchDaemon({
         lockPath: config.daemonLock,
         pollIntervalMs: config.daemonPollIntervalMs,
+        calls: this.calls,
         onProbe: (status) => this.daemonProbed(status),
         onChange: (status) => {
           logger.info({ daemon_lock: config.daemonLock, reason: status.reason }, status.alive ? "arcbox daemon is up" : "arcbox daemon is down");
@@ -176,6 +193,8 @@ export class Controller {
         },
         onError: (error) => logger.error({ err: error.message, daemon_lock: config.daemonLock }, "daemon lock watch error"),
       });
+      // A stop asked for while starting: what started is closed, nothing more starts.
+      if (this.stopping) return void (await this.daemon.close());
       if (!this.daemon.status.alive) {
         logger.info({ reason: this.daemon.status.reason }, "arcbox daemon is down");
         this.options.activity?.record({ kind: "daemon", up: false, reason: this.daemon.status.reason });
@@ -185,7 +204,7 @@ export class Controller {
     // With the daemon down (a host just booted), a large fleet is recovered before the config watch
     // starts, for the reason a death pauses it (see recoverAfterDaemonDeath); every machine is looked
     // at again once the watch is up.
-    const listed = this.daemon && !this.daemon.status.alive ? await listMachineNames(config.machinesDir) : [];
+    const listed = this.daemon && !this.daemon.status.alive ? await listMachineNames(config.machinesDir, { calls: this.calls }) : [];
     const deferWatch = listed.length >= BULK_RECOVERY_MIN_RUNNING;
 
     // Watch before listing, so nothing created in between is missed (a deferred watch relists when it starts).
@@ -193,6 +212,7 @@ export class Controller {
       machinesDir: config.machinesDir,
       pidFile: config.pidFile,
       startPaused: deferWatch,
+      calls: this.calls,
       onMachine: (name, event) => {
         if (event !== null) metrics.watchEvent(event);
         this.queue.add(name);
@@ -205,6 +225,7 @@ export class Controller {
       },
       onRewatch: (why) => this.rewatched(why),
     });
+    if (this.stopping) return void (await Promise.all([this.watcher.close(), this.daemon?.close()]));
     if (deferWatch) logger.info({ machines: listed.length }, "the arcbox daemon is down: recovering the machines before watching config files");
     await this.enqueueAll(true, deferWatch ? listed : undefined);
     if (deferWatch) void this.resumeWhenTakenUp();
@@ -343,7 +364,7 @@ export class Controller {
     // The known ones first: their work starts while the directory is listed.
     const queued = new Set(this.known);
     for (const name of queued) add(name);
-    const others = listed ?? (await listMachineNames(this.options.config.machinesDir, queued));
+    const others = listed ?? (await listMachineNames(this.options.config.machinesDir, { except: queued, calls: this.calls }));
     for (const name of others) add(name);
     if (isResync) this.options.metrics.resyncCompleted(new Date());
     return { queued: queued.size + others.length, retried };
@@ -398,6 +419,20 @@ export class Controller {
     const { logger } = this.options;
     const swept = await this.store.sweepTempFiles({ keepOwn, onProblem: (problem) => logSweepProblem(logger, problem) });
     for (const path of swept) logger.info({ path }, "removed leftover temp file");
+  }
+
+  /** A path stopped answering (a call on it is past its deadline), or answers again. */
+  private pathAnswers(path: string, answers: boolean): void {
+    const { config, logger, metrics } = this.options;
+    const kind = pathKind(path, config);
+    metrics.unresponsivePath(kind, answers ? -1 : 1);
+    if (!answers) {
+      logger.error({ path, kind, deadline_ms: this.calls.deadlineMs }, "a path does not answer (a hung mount?); what needs it fails until it does");
+      return;
+    }
+    logger.info({ path, kind }, "the path answers again");
+    // A machine waiting out its backoff is looked at now.
+    if (kind === "machine" && !this.stopping) this.queue.retryNow(basename(path));
   }
 
   private daemonProbed(status: DaemonStatus): void {
@@ -495,11 +530,17 @@ export class Controller {
  * edits to the directory apply at once; each fresh discovery updates the known hooks' metrics and
  * reports entries skipped for a reason a person should fix.
  */
-export function directoryHookSupply({ config, logger, metrics }: Pick<ControllerOptions, "config" | "logger" | "metrics">): DirectoryHookSupply {
+export function directoryHookSupply({
+  config,
+  logger,
+  metrics,
+  calls,
+}: Pick<ControllerOptions, "config" | "logger" | "metrics"> & { calls?: OverdueCalls }): DirectoryHookSupply {
   return new DirectoryHookSupply(
     { dir: config.hooksDir, source: config.hooksDirSource },
     {
       timeoutMs: config.hookTimeoutMs,
+      ...(calls ? { calls } : {}),
       onDiscovered: (found) => {
         metrics.knownHooks(found.hooks.map((hook) => hook.name));
         for (const skip of found.skipped) {
@@ -520,6 +561,14 @@ export function logHooksNotice(logger: Logger, notice: HooksNotice): void {
 /** The liveness settings of a configuration, with the process table chosen for this host. */
 export function livenessOptions(config: ControllerConfig): LivenessOptions {
   return { mode: config.liveness, daemonLock: config.daemonLock, pidFile: config.pidFile, processTable: defaultProcessTable() };
+}
+
+/** What a path whose calls are overdue is to the controller. */
+function pathKind(path: string, config: ControllerConfig): UnresponsivePathKind {
+  if (path === config.daemonLock) return "daemon_lock";
+  if (path === config.machinesDir) return "machines_dir";
+  if (config.hooksDir !== null && path === config.hooksDir) return "hooks";
+  return "machine";
 }
 
 /** Log fields of a failed reconcile; a hook failure adds the hook, its exit and its stderr tail. */

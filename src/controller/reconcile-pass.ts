@@ -5,6 +5,7 @@
  */
 import PQueue from "p-queue";
 import { MachineStore } from "../store/index.js";
+import { OverdueCalls } from "../platform/deadline.js";
 import { fixedHooks, type HookSupply } from "../host/hooks.js";
 import { acquireInstanceLock, type InstanceLock } from "../host/instance-lock.js";
 import {
@@ -60,9 +61,10 @@ export interface PassOptions extends ControllerOptions {
 export async function reconcileOnce(options: PassOptions): Promise<PassSummary> {
   const { config, logger, metrics } = options;
   const dryRun = options.dryRun ?? false;
+  const calls = options.calls ?? new OverdueCalls();
   const started = performance.now();
   if ((await machinesDirState(config.machinesDir)) === "missing") throw new MachinesDirMissingError(config.machinesDir);
-  const hooks = await passHooks(options);
+  const hooks = await passHooks({ ...options, calls });
   const lock: InstanceLock | undefined = dryRun ? undefined : await acquireInstanceLock(config.machinesDir);
   const abort = new AbortController();
   let interrupted: NodeJS.Signals | null = null;
@@ -73,7 +75,7 @@ export async function reconcileOnce(options: PassOptions): Promise<PassSummary> 
   process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   try {
     // Each file is read once: nothing reads back what the pass writes.
-    const store = new MachineStore({ dir: config.machinesDir, rememberWrites: false });
+    const store = new MachineStore({ dir: config.machinesDir, rememberWrites: false, calls });
     if (!dryRun) {
       const swept = await store.sweepTempFiles({ onProblem: (problem) => logSweepProblem(logger, problem) });
       for (const path of swept) logger.info({ path }, "removed leftover temp file");
@@ -81,13 +83,13 @@ export async function reconcileOnce(options: PassOptions): Promise<PassSummary> 
     const reconciler = new Reconciler({
       store,
       hooks,
-      liveness: livenessOptions(config),
+      liveness: { ...livenessOptions(config), calls },
       startupGraceMs: config.startupGraceMs,
       signal: abort.signal,
       observer: metricsObserver(metrics),
       dryRun,
     });
-    const names = await listMachineNames(config.machinesDir);
+    const names = await listMachineNames(config.machinesDir, { calls });
     const summary: PassSummary = { machines: 0, recovered: 0, errors: 0, invalid: 0, pending: 0, duration_ms: 0, interrupted: null, skipped: 0 };
     const plan: Array<{ name: string; reason: string }> = [];
     let done = 0;

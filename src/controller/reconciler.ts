@@ -8,6 +8,7 @@ import {
   ConflictError,
   MachineNotFoundError,
   StoreError,
+  StoreIoError,
   type LoadedMachine,
   type MachineHandle,
   type MachineStore,
@@ -166,9 +167,14 @@ export class Reconciler {
     }
   }
 
-  /** Step 1 failed: the machine is gone (forget it) or invalid (report it once per distinct problem). Other errors are thrown. */
+  /**
+   * Step 1 failed: the machine is gone (forget it) or invalid (report it once per distinct problem).
+   * Other errors are thrown, among them a directory that does not answer (a hung mount): that says
+   * nothing about the file, and the reconcile is retried.
+   */
   private unreadable(name: string, error: unknown, log: Logger): ReconcileOutcome {
     const { observer } = this.options;
+    if (error instanceof StoreIoError && error.code === "ETIMEDOUT") throw error;
     if (error instanceof MachineNotFoundError) {
       this.reportedInvalid.delete(name);
       const view: MachineView = { kind: "gone", name };

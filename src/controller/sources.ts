@@ -2,20 +2,23 @@
  * Event sources (docs/design.md#sources): the start-up listing, filesystem watch events and the periodic resync.
  * Each source only names machines; what to do is the reconciler's decision.
  */
-import { stat } from "node:fs/promises";
+import { watch as fsWatch } from "node:fs";
+import { lstat, readdir, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, sep } from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { probeDaemon, type DaemonStatus } from "../host/daemon-probe.js";
 import { isLockFileName } from "../host/instance-lock.js";
+import { NoAnswerError, OverdueCalls, withDeadline } from "../platform/deadline.js";
 import { listMachineEntryNames } from "../store/index.js";
 
 /**
  * Names of the machines in `machinesDir`: the entries arcbox-core's `list()` returns (a directory
  * holding config.toml; hidden ones too), but those in `except`, which are not looked at (so a relist
  * of a known fleet costs one directory read). A missing directory has no machines; other errors throw.
+ * `calls`: the deadlines of the listing's calls (an entry that does not answer counts as a machine).
  */
-export async function listMachineNames(machinesDir: string, except?: ReadonlySet<string>): Promise<string[]> {
-  return listMachineEntryNames(machinesDir, { except });
+export async function listMachineNames(machinesDir: string, options: { except?: ReadonlySet<string>; calls?: OverdueCalls } = {}): Promise<string[]> {
+  return listMachineEntryNames(machinesDir, options);
 }
 
 /** Why the machines directory is watched anew. */
@@ -40,6 +43,13 @@ export interface MachineWatcherOptions {
   checkIntervalMs?: number;
   /** Start paused: nothing is watched (nor scanned) until `resume`, which then calls `onRewatch("resumed")`. */
   startPaused?: boolean;
+  /**
+   * The deadlines of file system calls, keyed by path (docs/design.md#hung-mounts): a machine
+   * directory with an overdue call is not scanned (the scan would hang), and is watched once it
+   * answers again (and `onMachine` told). The watch is ready without a directory whose scan does
+   * not end within the deadline. Default: a new OverdueCalls.
+   */
+  calls?: OverdueCalls;
 }
 
 /** A running watch of the machines directory. */
@@ -78,9 +88,10 @@ export interface MachinesWatch {
  */
 export async function watchMachines(options: MachineWatcherOptions): Promise<MachinesWatch> {
   const { machinesDir, onError, onRewatch } = options;
+  const calls = options.calls ?? new OverdueCalls();
   let paused = options.startPaused ?? false;
   let watched = await identity(machinesDir);
-  let watcher: { close(): Promise<void> } | null = watched === null || paused ? null : await watchDirectory(options, () => void check());
+  let watcher: DirectoryWatch | null = watched === null || paused ? null : await watchDirectory(options, calls, () => void check());
   let problem: string | null = watched === null ? `machines directory ${machinesDir} does not exist` : null;
   let closed = false;
   let soon: NodeJS.Timeout | null = null;
@@ -108,7 +119,7 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<Mac
       recheckSoon();
       return;
     }
-    watcher = await watchDirectory(options, () => void check());
+    watcher = await watchDirectory(options, calls, () => void check());
     problem = null;
     await onRewatch(why);
   };
@@ -129,6 +140,15 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<Mac
   const timer = setInterval(() => void check(), options.checkIntervalMs ?? 1000);
   timer.unref();
   if (watched === null) recheckSoon();
+  // A machine directory that answers again was not scanned: watch it now.
+  const unsubscribe = calls.subscribe((path, overdue) => {
+    if (overdue || dirname(path) !== machinesDir) return;
+    void serially(async () => {
+      if (closed || paused || watcher === null) return;
+      watcher.add(path);
+      options.onMachine(basename(path), null);
+    });
+  });
 
   return {
     get problem() {
@@ -152,6 +172,7 @@ export async function watchMachines(options: MachineWatcherOptions): Promise<Mac
       }),
     async close() {
       closed = true;
+      unsubscribe();
       clearInterval(timer);
       if (soon) clearTimeout(soon);
       await serially(async () => {
@@ -179,88 +200,165 @@ async function identity(path: string): Promise<string | null> {
   }
 }
 
-/** One chokidar watch of the directory as it is now; `onSelfMoved` when the directory itself goes away. */
-async function watchDirectory(options: MachineWatcherOptions, onSelfMoved: () => void): Promise<{ close(): Promise<void> }> {
+/** One watch of a machines directory. */
+interface DirectoryWatch {
+  /** Watches `path` (a machine directory) too, e.g. one left out while it did not answer. */
+  add(path: string): void;
+  close(): Promise<void>;
+}
+
+/**
+ * One watch of the machines directory as it is now; `onSelfMoved` when the directory itself goes away.
+ *
+ * Two parts. The directory's own entries are watched with Node's `fs.watch`, which reports names
+ * without looking at them: chokidar's scan of a directory stats every entry, and while one of them
+ * hangs (a machine directory on a mount that stopped answering) it neither finishes nor watches the
+ * entries found with it, and each later event would start a scan that hangs a further thread. Each
+ * machine directory is then watched by chokidar on its own, once it answered a stat of ours (one
+ * that does not answer is added once it does).
+ */
+async function watchDirectory(options: MachineWatcherOptions, calls: OverdueCalls, onSelfMoved: () => void): Promise<DirectoryWatch> {
   const { machinesDir, pidFile, onMachine, onError } = options;
   const relevant = new Set(["config.toml", pidFile]);
+  const failed = (error: unknown) => onError(error instanceof Error ? error : new Error(String(error)));
 
-  /** The machine a path belongs to, or null when the path is not one we care about. */
-  const machineOf = (path: string): string | null => {
-    const rel = relative(machinesDir, path);
-    if (rel === "" || rel === ".." || rel.startsWith(`..${sep}`)) return null; // a machine may be named "..x"
-    const parts = rel.split(sep);
-    const name = parts[0]!;
-    if (isLockFileName(name)) return null;
-    if (parts.length === 1) return name;
-    if (parts.length === 2 && relevant.has(parts[1]!)) return name;
-    return null;
-  };
-
-  /** The machine of a raw event: `file` is an entry of the watched directory, or the watched file's own name. */
-  const machineOfRaw = (watched: string, file: string): string | null => {
-    const rel = relative(machinesDir, watched);
-    const depth = rel === "" ? 0 : rel.split(sep).length;
-    return machineOf(depth < 2 ? join(watched, file) : watched);
-  };
-
-  const watcher = watch(machinesDir, {
+  // Names of the entries, with what each was last seen as: a directory's identity, or "other".
+  const entries = new Map<string, string>();
+  const files = watch([], {
     ignoreInitial: true,
-    depth: 1,
+    depth: 0,
     followSymlinks: false,
-    // Skip whole subtrees that can never matter (disk images, sockets); keep the root.
+    // In a machine directory, only the files we watch; directories there are never descended into.
     ignored: (path: string, stats) => {
-      if (path === machinesDir) return false;
-      const rel = relative(machinesDir, path);
-      const parts = rel.split(sep);
-      if (isLockFileName(parts[0]!)) return true;
-      if (parts.length === 1) return false;
-      if (parts.length > 2) return true;
-      // Second level: only the files we watch; directories there are never descended into.
-      return stats?.isDirectory() === true || !relevant.has(basename(path));
+      const parts = relative(machinesDir, path).split(sep);
+      if (parts.length !== 2) return false;
+      return stats?.isDirectory() === true || !relevant.has(parts[1]!);
     },
   });
-
-  /** Timers of the re-checks of new directories, cleared when the watch closes. */
-  const pending = new Set<NodeJS.Timeout>();
-  for (const event of ["add", "change", "unlink", "addDir", "unlinkDir"] as const) {
-    watcher.on(event, (path: string) => {
+  /** The machine of a file event: a watched file in a machine directory (the directories themselves are the top watch's). */
+  const machineOf = (path: string): string | null => {
+    const parts = relative(machinesDir, path).split(sep);
+    return parts.length === 2 && relevant.has(parts[1]!) ? parts[0]! : null;
+  };
+  for (const event of ["add", "change", "unlink"] as const) {
+    files.on(event, (path: string) => {
       const name = machineOf(path);
-      if (name === null) return;
-      onMachine(name, event);
-      // chokidar reads a new directory and arms its watch in two steps; a config.toml renamed into it
-      // in between is never reported (arcbox writes the file a moment after creating the directory).
-      // So a new machine directory is looked at again once its watch must be armed.
-      if (event === "addDir" && relative(machinesDir, path) === name) {
-        for (const delay of NEW_DIRECTORY_RECHECKS_MS) {
-          const timer = setTimeout(() => {
-            pending.delete(timer);
-            onMachine(name, null);
-          }, delay);
-          pending.add(timer);
-        }
-      }
+      if (name !== null) onMachine(name, event);
     });
   }
   // chokidar throttles its events per path and re-arms a file's watch after a rename, so a write
   // that closely follows another (our own rename-over included) can go unreported. Its raw events
   // (one per inotify event, before any throttling) are complete: they trigger too. The queue
   // deduplicates, and a reconcile of an unchanged file is a cheap no-op.
-  watcher.on("raw", (_event, file, details) => {
+  files.on("raw", (_event, file, details) => {
     const watched = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
-    if (watched === machinesDir && file === basename(machinesDir)) {
-      onSelfMoved();
-      return;
-    }
-    const name = typeof watched === "string" ? machineOfRaw(watched, file) : null;
+    if (typeof watched !== "string") return;
+    // `file` is an entry of a watched machine directory, or the watched file's own name.
+    const parts = relative(machinesDir, watched).split(sep);
+    const name = parts.length === 1 ? machineOf(join(watched, file)) : machineOf(watched);
     if (name !== null) onMachine(name, null);
   });
-  watcher.on("error", (error) => onError(error instanceof Error ? error : new Error(String(error))));
+  files.on("error", failed);
 
-  await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+  /** The identity of entry `name` now: `dev:ino` of a directory, "other", or null when there is none (or it does not answer). */
+  const look = async (name: string): Promise<string | null | "no answer"> => {
+    const path = join(machinesDir, name);
+    try {
+      const info = await calls.run(path, `lstat of ${path}`, () => lstat(path));
+      return info.isDirectory() ? `${info.dev}:${info.ino}` : "other";
+    } catch (error) {
+      if (error instanceof NoAnswerError) return "no answer";
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") return null;
+      throw error;
+    }
+  };
+
+  /** Timers of the re-checks of new directories, cleared when the watch closes. */
+  const pending = new Set<NodeJS.Timeout>();
+  /** Brings the watch of entry `name` up to date with what is there now; reports what changed. */
+  const update = async (name: string): Promise<void> => {
+    const path = join(machinesDir, name);
+    const before = entries.get(name);
+    const now = await look(name);
+    if (now === "no answer") return; // watched once it answers (see add)
+    if (now === before) return;
+    if (before !== undefined && before !== "other") files.unwatch(path);
+    if (now === null) entries.delete(name);
+    else entries.set(name, now);
+    // Added as not initial (chokidar's third argument), so that what the directory holds already is
+    // reported: a config.toml written right after its directory was created.
+    if (now !== null && now !== "other") files.add(path, undefined, true);
+    const wasDir = before !== undefined && before !== "other";
+    const isDir = now !== null && now !== "other";
+    if (wasDir && before !== now) onMachine(name, "unlinkDir");
+    else if (before === "other" && now !== "other") onMachine(name, "unlink");
+    if (isDir) {
+      onMachine(name, "addDir");
+      // chokidar reads a new directory and arms its watch in two steps; a config.toml renamed into it
+      // in between is never reported (arcbox writes the file a moment after creating the directory).
+      // So a new machine directory is looked at again once its watch must be armed.
+      for (const delay of NEW_DIRECTORY_RECHECKS_MS) {
+        const timer = setTimeout(() => {
+          pending.delete(timer);
+          onMachine(name, null);
+        }, delay);
+        pending.add(timer);
+      }
+    } else if (now === "other") onMachine(name, "add");
+  };
+  /** One update per name at a time; events meanwhile make it run once more. */
+  const updating = new Map<string, boolean>();
+  const updateSoon = (name: string) => {
+    if (updating.has(name)) return void updating.set(name, true);
+    updating.set(name, false);
+    void (async () => {
+      do {
+        updating.set(name, false);
+        await update(name).catch(failed);
+      } while (updating.get(name) === true);
+      updating.delete(name);
+    })();
+  };
+
+  const top = fsWatch(machinesDir, (_event, file) => {
+    if (file === null) return onSelfMoved();
+    const name = file.toString();
+    // The directory itself renamed or removed is reported under its own name.
+    if (name === basename(machinesDir)) onSelfMoved();
+    if (isLockFileName(name)) return;
+    onMachine(name, null);
+    updateSoon(name);
+  });
+  top.on("error", failed);
+
+  // The entries there now; each directory is watched once it has answered (one added later is
+  // watched by `update`). chokidar is ready once it armed every path of its first `add`.
+  const names = await calls.run(machinesDir, `readdir of ${machinesDir}`, () => readdir(machinesDir)).catch((error: unknown) => {
+    failed(error);
+    return [] as string[];
+  });
+  const seen = await Promise.all(
+    names.filter((name) => !isLockFileName(name)).map(async (name) => [name, await look(name).catch(() => "no answer" as const)] as const),
+  );
+  const directories: string[] = [];
+  for (const [name, now] of seen) {
+    if (now === null || now === "no answer") continue;
+    entries.set(name, now);
+    if (now !== "other") directories.push(join(machinesDir, name));
+  }
+  if (directories.length > 0) {
+    files.add(directories);
+    await whenReady(files, calls.deadlineMs, () =>
+      onError(new Error(`the watch of the machine directories is not ready after ${calls.deadlineMs} ms (a hung mount?); going on meanwhile`)),
+    );
+  }
   return {
+    add: (path) => updateSoon(basename(path)),
     async close() {
       for (const timer of pending) clearTimeout(timer);
-      await closeWatcher(watcher);
+      top.close();
+      await closeWatcher(files);
     },
   };
 }
@@ -303,6 +401,8 @@ export interface DaemonWatchOptions {
   lockPath: string;
   /** How often the lock is probed. */
   pollIntervalMs: number;
+  /** Deadlines of the probe's file system calls (keyed by `lockPath`); default a new OverdueCalls. */
+  calls?: OverdueCalls;
   /** Every probe's result, in order (for the `arcbox_daemon_up` gauge and probe-error counting). */
   onProbe: (status: DaemonStatus) => void;
   /** The daemon went from alive to dead or back (not called for the first probe). */
@@ -321,50 +421,72 @@ export interface DaemonWatch {
  * The arcbox daemon's liveness as a source (docs/design.md#sources): the lock is probed at start, every
  * `pollIntervalMs`, and whenever the lock file or its directory changes (a starting daemon writes
  * its pid there). A dying daemon changes no file (the kernel just drops its flock), so the poll is
- * what notices a death, within one interval. The first probe runs before this resolves.
+ * what notices a death, within one interval. One probe runs at a time: one asked for meanwhile runs
+ * right after it. The first probe runs before this resolves. A lock directory whose watch is not
+ * ready within the file system deadline (a hung mount) is left to the poll.
  */
 export async function watchDaemon(options: DaemonWatchOptions): Promise<DaemonWatch> {
   const { lockPath, pollIntervalMs, onProbe, onChange, onError } = options;
-  let status = probeDaemon(lockPath);
+  const calls = options.calls ?? new OverdueCalls();
+  let status = await probeDaemon(lockPath, calls);
   onProbe(status);
-  const probe = () => {
-    const next = probeDaemon(lockPath);
-    onProbe(next);
-    const changed = next.alive !== status.alive;
-    status = next;
-    if (changed) onChange(next);
+  let closed = false;
+  let probing = false;
+  let again = false;
+  const probe = async (): Promise<void> => {
+    if (probing) return void (again = true);
+    probing = true;
+    try {
+      do {
+        again = false;
+        const next = await probeDaemon(lockPath, calls);
+        onProbe(next);
+        const changed = next.alive !== status.alive;
+        status = next;
+        if (changed) onChange(next);
+      } while (again && !closed);
+    } finally {
+      probing = false;
+    }
   };
-  const timer = setInterval(probe, pollIntervalMs);
+  const timer = setInterval(() => void probe(), pollIntervalMs);
 
   // Watch from the lock directory's parent, so that a `run/` directory created later is seen too.
   const runDir = dirname(lockPath);
   const base = dirname(runDir);
   let watcher: FSWatcher | null = null;
-  if (await isDirectory(base)) {
+  if (await isDirectory(base, calls)) {
     watcher = watch(base, {
       ignoreInitial: true,
       depth: 1,
       followSymlinks: false,
       ignored: (path: string) => path !== base && path !== runDir && path !== lockPath,
     });
-    watcher.on("all", () => probe());
+    watcher.on("all", () => void probe());
     watcher.on("error", (error) => onError(error instanceof Error ? error : new Error(String(error))));
-    await new Promise<void>((resolve) => watcher!.once("ready", () => resolve()));
+    await whenReady(watcher, calls.deadlineMs, () => onError(new Error(`the watch of ${base} is not ready after ${calls.deadlineMs} ms (a hung mount?); the lock is polled`)));
   }
   return {
     get status() {
       return status;
     },
     async close() {
+      closed = true;
       clearInterval(timer);
       if (watcher) await closeWatcher(watcher);
     },
   };
 }
 
-async function isDirectory(path: string): Promise<boolean> {
+/** Resolves when `watcher` is ready, or after `ms` (then `onLate` is called; the watch goes on). */
+function whenReady(watcher: FSWatcher, ms: number, onLate: () => void): Promise<void> {
+  return withDeadline(new Promise<void>((resolve) => watcher.once("ready", () => resolve())), ms, "watch").catch(onLate);
+}
+
+/** Whether `path` is a directory; false too when it does not answer within the deadline of `calls`. */
+async function isDirectory(path: string, calls: OverdueCalls): Promise<boolean> {
   try {
-    return (await stat(path)).isDirectory();
+    return (await calls.run(path, `stat of ${path}`, () => stat(path))).isDirectory();
   } catch {
     return false;
   }

@@ -58,3 +58,4 @@ export function tryFlock(fd: number, kind: "exclusive" | "shared"): boolean {
 export function unlockFlock(fd: number): void {
   call(fd, LOCK_UN);
 }
+

@@ -12,6 +12,7 @@
  */
 import { constants as fsConstants, open } from "node:fs/promises";
 import path from "node:path";
+import { OverdueCalls } from "../platform/deadline.js";
 import { probeDaemon } from "./daemon-probe.js";
 import { defaultProcessTable, type ProcessTable } from "./process-table.js";
 import { HostFileError } from "./host-file-error.js";
@@ -27,7 +28,14 @@ export interface LivenessOptions {
   pidFile?: string;
   /** `pidfile`: where process states and start times are read; default {@link defaultProcessTable}. */
   processTable?: ProcessTable;
+  /**
+   * Deadlines of the file system calls (docs/design.md#hung-mounts), keyed by the daemon's lock path
+   * or the machine directory. Default: one shared by every probe without its own.
+   */
+  calls?: OverdueCalls;
 }
+
+const sharedCalls = new OverdueCalls();
 
 /** The verdict of {@link probeLiveness}, with the reason to log. */
 export interface LivenessResult {
@@ -85,7 +93,8 @@ export class LivenessProbeError extends HostFileError {
  * empty, unparseable or oversized pid file, a dead or zombie process and a reused pid give
  * `alive: false`; the unusable-file cases also carry a `warning`.
  *
- * Throws {@link LivenessProbeError} when the pid file exists but cannot be read (e.g. EACCES, EIO),
+ * Throws {@link LivenessProbeError} when the pid file exists but cannot be read (e.g. EACCES, EIO,
+ * or ETIMEDOUT: its directory did not answer within the deadline of `calls`),
  * and a TypeError when `pidFile` is not a plain file name (it contains `/` or is `.` or `..`) or
  * `daemon` mode has no `daemonLock`.
  */
@@ -95,7 +104,7 @@ export async function probeLiveness(machineDir: string, options: LivenessOptions
   }
   if (options.mode === "daemon") {
     if (options.daemonLock === undefined) throw new TypeError("liveness = daemon needs the daemon lock path");
-    const status = probeDaemon(options.daemonLock);
+    const status = await probeDaemon(options.daemonLock, options.calls ?? sharedCalls);
     return {
       alive: status.alive,
       reason: status.reason,
@@ -110,7 +119,7 @@ export async function probeLiveness(machineDir: string, options: LivenessOptions
   }
   const pidFilePath = path.join(machineDir, pidFileName);
 
-  const contents = await readPidFile(pidFilePath);
+  const contents = await readPidFile(pidFilePath, machineDir, options.calls ?? sharedCalls);
   if (contents.kind === "missing") {
     return { alive: false, reason: "no pid file" };
   }
@@ -137,18 +146,21 @@ type PidFileContents =
   | { kind: "unusable"; reason: string }
   | { kind: "ok"; text: string; mtimeMs: number };
 
-async function readPidFile(pidFilePath: string): Promise<PidFileContents> {
+/** Reads the pid file, each call under the deadline of `calls` keyed by the machine directory. */
+async function readPidFile(pidFilePath: string, machineDir: string, calls: OverdueCalls): Promise<PidFileContents> {
+  const run = <T>(what: string, call: () => Promise<T>, late?: (result: T) => void) => calls.run(machineDir, `${what} of ${pidFilePath}`, call, late);
   let handle;
   try {
     // O_NONBLOCK: opening a FIFO planted as the pid file must not block until a writer appears.
-    handle = await open(pidFilePath, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    handle = await run("open", () => open(pidFilePath, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY), (late) => void late.close().catch(() => undefined));
   } catch (error) {
     const code = errorCode(error);
     if (code === "ENOENT" || code === "ENOTDIR") return { kind: "missing" };
     throw new LivenessProbeError(pidFilePath, code, { cause: error });
   }
   try {
-    const stats = await handle.stat();
+    const file = handle;
+    const stats = await run("fstat", () => file.stat());
     if (!stats.isFile()) {
       return { kind: "unusable", reason: "pid file is not a regular file" };
     }
@@ -159,7 +171,7 @@ async function readPidFile(pidFilePath: string): Promise<PidFileContents> {
     const buffer = Buffer.alloc(MAX_PID_FILE_BYTES + 1);
     let length = 0;
     while (length < buffer.length) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      const { bytesRead } = await run("read", () => file.read(buffer, length, buffer.length - length, length));
       if (bytesRead === 0) break;
       length += bytesRead;
     }
@@ -170,7 +182,8 @@ async function readPidFile(pidFilePath: string): Promise<PidFileContents> {
   } catch (error) {
     throw new LivenessProbeError(pidFilePath, errorCode(error), { cause: error });
   } finally {
-    await handle.close();
+    // Not waited for: a close on a mount that stopped answering can hang too.
+    void handle.close().catch(() => undefined);
   }
 }
 

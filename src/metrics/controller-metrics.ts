@@ -12,11 +12,14 @@ export type ReconcileResult = "success" | "error" | "requeue_after";
 export type RecoveryResult = "success" | "error";
 export type HookResult = "success" | "failure" | "timeout";
 export type StoreWriteResult = "success" | "conflict" | "error";
+/** What a path that stopped answering is: a machine directory, the daemon's lock, the hooks or the machines directory. */
+export type UnresponsivePathKind = "machine" | "daemon_lock" | "hooks" | "machines_dir";
 
 const RECONCILE_RESULTS: readonly ReconcileResult[] = ["success", "error", "requeue_after"];
 const RECOVERY_RESULTS: readonly RecoveryResult[] = ["success", "error"];
 const HOOK_RESULTS: readonly HookResult[] = ["success", "failure", "timeout"];
 const STORE_WRITE_RESULTS: readonly StoreWriteResult[] = ["success", "conflict", "error"];
+const UNRESPONSIVE_PATH_KINDS: readonly UnresponsivePathKind[] = ["machine", "daemon_lock", "hooks", "machines_dir"];
 /** chokidar's event names the controller listens to; pre-created so rate() works from the start. */
 export const WATCH_EVENTS = ["add", "change", "unlink", "addDir", "unlinkDir", "error"] as const;
 
@@ -95,6 +98,7 @@ export class ControllerMetrics {
   readonly #daemonUp: Gauge | undefined;
   #daemonStatus: boolean | undefined;
   readonly #livenessProbeErrors: Counter;
+  readonly #unresponsivePaths: Gauge<"kind">;
 
   /** Registers every metric; throws only if prom-client rejects a definition (a programming error). */
   constructor(options: ControllerMetricsOptions) {
@@ -195,6 +199,14 @@ export class ControllerMetrics {
       registers,
     });
 
+    this.#unresponsivePaths = new Gauge({
+      name: "arcbox_unresponsive_paths",
+      help: "Paths with a file system call past its 10 s deadline (a hung mount?): their machines, probes or hooks fail until they answer.",
+      labelNames: ["kind"],
+      registers,
+    });
+    for (const kind of UNRESPONSIVE_PATH_KINDS) this.#unresponsivePaths.set({ kind }, 0);
+
     this.workqueue = this.#createWorkQueueMetrics();
 
     for (const result of RECOVERY_RESULTS) this.#recoveries.inc({ result }, 0);
@@ -258,6 +270,11 @@ export class ControllerMetrics {
   /** Counts one write of a machine's config file. */
   storeWrite(result: StoreWriteResult): void {
     this.#storeWrites.inc({ result });
+  }
+
+  /** A path of this kind stopped answering (`+1`) or answers again (`-1`). */
+  unresponsivePath(kind: UnresponsivePathKind, change: 1 | -1): void {
+    this.#unresponsivePaths.inc({ kind }, change);
   }
 
   /** Counts one watch event (any name; the usual ones exist from start-up). */

@@ -33,6 +33,18 @@ function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
+/** Calls past their deadline that have not answered yet, in the whole process. */
+let unanswered = 0;
+
+/**
+ * How many calls given up on (past their deadline) have still not answered. While any has not, the
+ * thread it runs on is stuck, and Node.js's own exit (which waits for every thread of libuv's pool)
+ * would hang: see `exitProcess` (src/host/exit.ts).
+ */
+export function unansweredCalls(): number {
+  return unanswered;
+}
+
 /**
  * Resolves as `work` does, or rejects with NoAnswerError once `ms` have passed. The timer does not
  * keep the process alive; `work` goes on (and its result, if it ever comes, goes to `late`).
@@ -42,18 +54,22 @@ export function withDeadline<T>(work: Promise<T>, ms: number, what: string, late
     let overdue = false;
     const timer = setTimeout(() => {
       overdue = true;
+      unanswered++;
       reject(new NoAnswerError(what, ms));
     }, ms);
     timer.unref();
     work.then(
       (value) => {
         clearTimeout(timer);
-        if (overdue) late?.(value);
-        else resolve(value);
+        if (overdue) {
+          unanswered--;
+          late?.(value);
+        } else resolve(value);
       },
       (error: unknown) => {
         clearTimeout(timer);
-        if (!overdue) reject(error);
+        if (overdue) unanswered--;
+        else reject(error);
       },
     );
   });
@@ -62,9 +78,10 @@ export function withDeadline<T>(work: Promise<T>, ms: number, what: string, late
 export interface OverdueCallsOptions {
   /** The deadline of each call; default {@link FS_DEADLINE_MS}. */
   deadlineMs?: number;
-  /** A key got its first overdue call (`overdue: true`), or its last overdue call returned (`false`). */
-  onChange?: (key: string, overdue: boolean) => void;
 }
+
+/** Told when a key got its first overdue call (`overdue: true`), or its last overdue call returned (`false`). */
+export type OverdueListener = (key: string, overdue: boolean) => void;
 
 /**
  * Runs calls with a deadline, by key (what they touch: a machine directory, the daemon's lock):
@@ -73,11 +90,16 @@ export interface OverdueCallsOptions {
 export class OverdueCalls {
   readonly deadlineMs: number;
   readonly #overdue = new Map<string, number>();
-  readonly #onChange: OverdueCallsOptions["onChange"];
+  readonly #listeners = new Set<OverdueListener>();
 
   constructor(options: OverdueCallsOptions = {}) {
     this.deadlineMs = options.deadlineMs ?? FS_DEADLINE_MS;
-    this.#onChange = options.onChange;
+  }
+
+  /** Calls `listener` whenever a key becomes overdue or answers again; returns what unsubscribes it. */
+  subscribe(listener: OverdueListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** Whether a call on `key` is overdue now. */
@@ -107,13 +129,17 @@ export class OverdueCalls {
   #track(key: string, work: Promise<unknown>): void {
     const count = this.#overdue.get(key) ?? 0;
     this.#overdue.set(key, count + 1);
-    if (count === 0) this.#onChange?.(key, true);
+    if (count === 0) this.#notify(key, true);
     const done = () => {
       const left = (this.#overdue.get(key) ?? 1) - 1;
       if (left > 0) return void this.#overdue.set(key, left);
       this.#overdue.delete(key);
-      this.#onChange?.(key, false);
+      this.#notify(key, false);
     };
     work.then(done, done);
+  }
+
+  #notify(key: string, overdue: boolean): void {
+    for (const listener of this.#listeners) listener(key, overdue);
   }
 }

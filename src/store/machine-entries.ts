@@ -8,6 +8,7 @@
 import { promises as fsp, type Dirent } from "node:fs";
 import { join, sep } from "node:path";
 import { isLockFileName } from "../host/instance-lock.js";
+import { NoAnswerError, OverdueCalls } from "../platform/deadline.js";
 import { StoreIoError, errnoCode } from "./errors.js";
 
 /** An entry arcbox-core's `list()` returns: it loads it as a machine (valid or not). */
@@ -38,6 +39,12 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 export interface ListOptions {
   /** Names to leave out, before anything is looked up about them (those the caller already has). */
   except?: ReadonlySet<string>;
+  /**
+   * Deadlines of the calls, keyed by the path they touch (a machine directory's is the store's key
+   * for it too): an entry whose directory does not answer counts as a machine, whose reconcile then
+   * says why it cannot be read. Default: a new OverdueCalls.
+   */
+  calls?: OverdueCalls;
 }
 
 /**
@@ -46,9 +53,10 @@ export interface ListOptions {
  * failure to read it throws StoreIoError.
  */
 export async function listDirectoryEntries(dir: string, options: ListOptions = {}): Promise<DirectoryEntry[]> {
+  const calls = options.calls ?? new OverdueCalls();
   let dirents: Dirent<Buffer>[];
   try {
-    dirents = await fsp.readdir(dir, { withFileTypes: true, encoding: "buffer" });
+    dirents = await calls.run(dir, `readdir of ${dir}`, () => fsp.readdir(dir, { withFileTypes: true, encoding: "buffer" }));
   } catch (error) {
     if (errnoCode(error) === "ENOENT") return [];
     throw new StoreIoError(dir, "read directory", error);
@@ -65,7 +73,7 @@ export async function listDirectoryEntries(dir: string, options: ListOptions = {
       }
       if (isLockFileName(name) || options.except?.has(name)) return undefined;
       // A directory needs no stat of its own; a symlink is judged by what it leads to.
-      const why = await notAMachine(dir, name, dirent.isDirectory());
+      const why = await notAMachine(dir, name, dirent.isDirectory(), calls);
       return why === undefined ? { kind: "machine", name, symlink: dirent.isSymbolicLink() } : { kind: "noConfig", name, reason: why };
     }),
   );
@@ -92,7 +100,7 @@ export async function listMachineEntryNames(dir: string, options: ListOptions = 
  * existing `config.toml`. `name` must be a single path component (checked: anything else is false).
  */
 export async function isMachineEntry(dir: string, name: string): Promise<boolean> {
-  return isEntryName(name) && (await notAMachine(dir, name)) === undefined;
+  return isEntryName(name) && (await notAMachine(dir, name, false, new OverdueCalls())) === undefined;
 }
 
 /** Whether `name` can be an entry of a directory: one path component, not `.` or `..`. */
@@ -103,15 +111,17 @@ export function isEntryName(name: string): boolean {
 /**
  * Why `dir/name` is not a machine, or undefined when it is one. Like Rust's `is_dir()`/`exists()`,
  * except that a `config.toml` hidden by an error other than "does not exist" (EACCES on a directory
- * the controller may not enter) counts as present: arcbox-core would silently skip such a machine,
- * while the controller loads it and reports why it cannot be read.
+ * the controller may not enter, or one that does not answer) counts as present: arcbox-core would
+ * silently skip such a machine, while the controller loads it and reports why it cannot be read.
  */
-async function notAMachine(dir: string, name: string, knownDirectory = false): Promise<string | undefined> {
+async function notAMachine(dir: string, name: string, knownDirectory: boolean, calls: OverdueCalls): Promise<string | undefined> {
   const path = join(dir, name);
-  if (!knownDirectory && !(await fsp.stat(path).catch(() => undefined))?.isDirectory()) {
-    return "not a directory; arcbox-core lists only directories holding config.toml";
+  const stat = (of: string) => calls.run(path, `stat of ${of}`, () => fsp.stat(of));
+  if (!knownDirectory) {
+    const entry = await stat(path).catch((error: unknown) => (error instanceof NoAnswerError ? "no answer" : undefined));
+    if (entry !== "no answer" && !entry?.isDirectory()) return "not a directory; arcbox-core lists only directories holding config.toml";
   }
-  const problem = await fsp.stat(join(path, CONFIG_FILE_NAME)).then(
+  const problem = await stat(join(path, CONFIG_FILE_NAME)).then(
     () => undefined,
     (error: unknown) => errnoCode(error) ?? "error",
   );

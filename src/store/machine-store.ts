@@ -194,7 +194,7 @@ export class MachineStore {
    * config.toml, names that break the controller's name rule included (they load as invalid).
    */
   async list(): Promise<string[]> {
-    return listMachineEntryNames(this.dir);
+    return listMachineEntryNames(this.dir, { calls: this.calls });
   }
 
   /**
@@ -205,7 +205,7 @@ export class MachineStore {
    * when the machines directory itself cannot be read.
    */
   async loadAll(): Promise<{ machines: LoadedMachine[]; invalid: InvalidMachine[]; notMachines: NotAMachine[] }> {
-    const entries = await listDirectoryEntries(this.dir);
+    const entries = await listDirectoryEntries(this.dir, { calls: this.calls });
     const machines: LoadedMachine[] = [];
     const invalid: InvalidMachine[] = [];
     const notMachines: NotAMachine[] = [];

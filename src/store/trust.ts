@@ -12,6 +12,7 @@
  */
 import { lstat, readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { NoAnswerError, OverdueCalls } from "../platform/deadline.js";
 import { controllingAncestors, untrustedDirectoryReason } from "../platform/dir-trust.js";
 import { StoreError, errnoCode } from "./errors.js";
 
@@ -42,24 +43,44 @@ export class UntrustedMachinesDirError extends StoreError {
 /** Only root's own directories are trusted by a controller running as root. */
 const ROOT_ONLY: ReadonlySet<number> = new Set([0]);
 
+/** What to do about directories that do not answer (a hung mount). */
+export interface NoAnswerOptions {
+  /** The deadlines of the calls, keyed by directory; default a new OverdueCalls. */
+  calls?: OverdueCalls;
+  /** Told of each directory skipped because it did not answer. */
+  onNoAnswer?: (path: string) => void;
+}
+
 /**
  * The directories that make `machinesDir` unsafe for root: the machines directory itself, each
  * machine directory in it (symlinks and files are not followed: the store refuses them anyway), and
  * every directory above it, along the path as given and along the path it resolves to. Empty when
  * `effectiveUid` (default: this process's) is not root, since then only that user's own files are
- * within reach. A machines directory that does not exist yet has only its ancestors checked. Throws
- * StoreError when a directory cannot be examined.
+ * within reach. A machines directory that does not exist yet has only its ancestors checked. A
+ * directory that does not answer within the deadline of `calls` (keyed by the directory; a hung
+ * mount) is skipped and passed to `onNoAnswer`. Throws StoreError when a directory cannot be examined
+ * otherwise.
  */
-export async function findUntrustedDirectories(machinesDir: string, effectiveUid = process.geteuid?.()): Promise<UntrustedDirectory[]> {
+export async function findUntrustedDirectories(
+  machinesDir: string,
+  effectiveUid = process.geteuid?.(),
+  { calls = new OverdueCalls(), onNoAnswer }: NoAnswerOptions = {},
+): Promise<UntrustedDirectory[]> {
   if (effectiveUid !== 0) return [];
   const dir = resolve(machinesDir);
   const problems: UntrustedDirectory[] = [];
   const check = async (path: string, sticky: boolean, look = stat) => {
     let stats;
     try {
-      stats = await look(path);
+      stats = await calls.run(path, `stat of ${path}`, () => look(path));
     } catch (error) {
       if (errnoCode(error) === "ENOENT") return false;
+      // A machine directory on a mount that does not answer fails its own reconciles; it does not
+      // keep the controller from starting.
+      if (error instanceof NoAnswerError) {
+        onNoAnswer?.(path);
+        return false;
+      }
       throw new StoreError(`${path}: cannot check who can write it: ${(error as Error).message}`, path, { cause: error });
     }
     const reason = stats.isDirectory() ? untrustedDirectoryReason(stats, { trustedUids: ROOT_ONLY, stickyAllowed: sticky }) : undefined;
@@ -70,7 +91,7 @@ export async function findUntrustedDirectories(machinesDir: string, effectiveUid
   if (!(await check(dir, false))) return problems;
   let entries;
   try {
-    entries = await readdir(dir, { withFileTypes: true });
+    entries = await calls.run(dir, `readdir of ${dir}`, () => readdir(dir, { withFileTypes: true }));
   } catch (error) {
     throw new StoreError(`${dir}: cannot list it to check who can write the machine directories: ${(error as Error).message}`, dir, { cause: error });
   }
@@ -88,9 +109,9 @@ export async function findUntrustedDirectories(machinesDir: string, effectiveUid
  */
 export async function checkMachinesDirTrust(
   machinesDir: string,
-  options: { allowUntrusted: boolean; effectiveUid?: number },
+  options: { allowUntrusted: boolean; effectiveUid?: number } & NoAnswerOptions,
 ): Promise<UntrustedDirectory[]> {
-  const problems = await findUntrustedDirectories(machinesDir, options.effectiveUid ?? process.geteuid?.());
+  const problems = await findUntrustedDirectories(machinesDir, options.effectiveUid ?? process.geteuid?.(), options);
   if (problems.length > 0 && !options.allowUntrusted) throw new UntrustedMachinesDirError(resolve(machinesDir), problems);
   return problems;
 }

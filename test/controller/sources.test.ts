@@ -31,7 +31,7 @@ describe("listMachineNames", () => {
   it("leaves out the names it is told the caller has, and still judges the others", async () => {
     for (const name of ["known", "new", "empty"]) await mkdir(path.join(dir, name));
     for (const name of ["known", "new"]) await writeFile(path.join(dir, name, "config.toml"), "");
-    expect(await listMachineNames(dir, new Set(["known", "gone"]))).toEqual(["new"]);
+    expect(await listMachineNames(dir, { except: new Set(["known", "gone"]) })).toEqual(["new"]);
   });
 });
 

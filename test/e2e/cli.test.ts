@@ -1,5 +1,5 @@
 /**
- * The built CLI (`dist/cli.js`, made by `npm run build`, which `npm test` runs first) as a process,
+ * The built CLI (`dist/cli.cjs`, made by `npm run build`, which `npm test` runs first) as a process,
  * on copies of the configs that arcbox-core's Rust code wrote.
  */
 import { cp, readFile, readdir, rm, stat, writeFile, mkdir, symlink } from "node:fs/promises";

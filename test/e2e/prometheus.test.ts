@@ -1,5 +1,5 @@
 /**
- * End to end with a real Prometheus: the built CLI (`dist/cli.js`) runs the controller on a machines
+ * End to end with a real Prometheus: the built CLI (`dist/cli.cjs`) runs the controller on a machines
  * directory made of arcbox-core's own config files; a Prometheus server configured from
  * manifests/prometheus/scrape.yml (and loading alerts.yml) scrapes it; its query API must report the
  * machine counts that the files on disk hold, before and after a VM dies.
@@ -21,7 +21,7 @@ import { makeTempDir, removeTempDir, startProcess, stopProcess, waitFor } from "
 import { findTool, requireToolOrSkip } from "../helpers/prometheus.js";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
-const cli = path.join(repoRoot, "dist/cli.js");
+const cli = path.join(repoRoot, "dist/cli.cjs");
 const prometheusManifests = path.join(repoRoot, "manifests/prometheus");
 const prometheusBin = findTool("prometheus");
 

@@ -1,5 +1,5 @@
 /**
- * The built CLI (`dist/cli.js`) as a child process: `arcbox-controller run` with its JSON log read
+ * The built CLI (`dist/cli.cjs`) as a child process: `arcbox-controller run` with its JSON log read
  * line by line.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
@@ -11,7 +11,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "./processes.js";
 
-export const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+export const CLI = fileURLToPath(new URL("../../dist/cli.cjs", import.meta.url));
 
 /**
  * The HOME of every CLI run here unless a test gives its own: a directory that does not exist, so

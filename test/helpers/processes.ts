@@ -93,18 +93,19 @@ export async function readPidFileIfPresent(file: string): Promise<number | undef
 export const NOBODY = 65534;
 
 /**
- * Runs `script` (an ES module body) as user nobody, with the built modules of `dist/<distDir>` copied
- * next to it (so it can `import … from "./liveness.js"`), and returns what it wrote to stdout parsed as
- * JSON. The code goes into a new directory in `workDir` (a temp directory, which nobody must be able
+ * Runs `script` (an ES module body) as user nobody, placed in `dist/<distDir>` of a copy of the built
+ * modules (so it can `import … from "./liveness.js"`, which imports its own neighbours), and returns
+ * what it wrote to stdout parsed as JSON. The code goes into a new directory in `workDir` (a temp directory, which nobody must be able
  * to enter); whatever else the script reads, the test makes readable. Throws with stderr when the
  * script fails.
  */
 export async function runBuiltAsNobody<T>(workDir: string, distDir: string, script: string, args: string[] = []): Promise<T> {
-  const codeDir = path.join(workDir, `built-${path.basename(distDir)}`);
-  await cp(fileURLToPath(new URL(`../../dist/${distDir}/`, import.meta.url)), codeDir, { recursive: true });
-  await writeFile(path.join(codeDir, "package.json"), '{"type":"module"}');
+  const builtDir = path.join(workDir, "built");
+  const codeDir = path.join(builtDir, distDir);
+  await cp(fileURLToPath(new URL("../../dist/", import.meta.url)), builtDir, { recursive: true });
+  await writeFile(path.join(builtDir, "package.json"), '{"type":"module"}');
   await writeFile(path.join(codeDir, "main.mjs"), script);
-  await new Promise<void>((resolve, reject) => execFile("chmod", ["-R", "a+rX", codeDir], (error) => (error ? reject(error) : resolve())));
+  await new Promise<void>((resolve, reject) => execFile("chmod", ["-R", "a+rX", builtDir], (error) => (error ? reject(error) : resolve())));
   return new Promise<T>((resolve, reject) => {
     execFile(process.execPath, [path.join(codeDir, "main.mjs"), ...args], { uid: NOBODY, gid: NOBODY, cwd: "/" }, (error, stdout, stderr) => {
       if (error) reject(new Error(`script run as nobody failed: ${error.message}\n${stderr}`));

@@ -30,7 +30,7 @@ async function nobodyCanRead(file: string): Promise<boolean> {
  * nobody; the copy is made readable).
  */
 export async function codeReadableByNobody(scratch: string): Promise<string> {
-  if (await nobodyCanRead(path.join(REPO, "dist", "cli.js"))) return REPO;
+  if (await nobodyCanRead(path.join(REPO, "dist", "cli.cjs"))) return REPO;
   const copy = path.join(scratch, "app");
   for (const part of ["dist", "node_modules", "package.json"]) await cp(path.join(REPO, part), path.join(copy, part), { recursive: true });
   await execFileAsync("chmod", ["-R", "a+rX", copy]);

@@ -100,7 +100,7 @@ function environmentOf(plist: Record<string, PlistValue>): Record<string, string
 /**
  * Lays out `npm install -g arcbox-controller` under `prefix` as npm does: the package in
  * lib/node_modules (this build's dist/ and package.json, its dependencies linked), an executable
- * cli.js, bin/arcbox-controller linking to it, and `node` beside it as Homebrew and nvm have it.
+ * cli.cjs, bin/arcbox-controller linking to it, and `node` beside it as Homebrew and nvm have it.
  */
 async function installLikeNpm(prefix: string): Promise<void> {
   const pkg = path.join(prefix, "lib/node_modules/arcbox-controller");
@@ -108,9 +108,9 @@ async function installLikeNpm(prefix: string): Promise<void> {
   await cp(path.join(repoRoot, "dist"), path.join(pkg, "dist"), { recursive: true });
   await copyFile(path.join(repoRoot, "package.json"), path.join(pkg, "package.json"));
   await symlink(path.join(repoRoot, "node_modules"), path.join(pkg, "node_modules"));
-  await chmod(path.join(pkg, "dist/cli.js"), 0o755);
+  await chmod(path.join(pkg, "dist/cli.cjs"), 0o755);
   await mkdir(path.join(prefix, "bin"));
-  await symlink("../lib/node_modules/arcbox-controller/dist/cli.js", path.join(prefix, "bin/arcbox-controller"));
+  await symlink("../lib/node_modules/arcbox-controller/dist/cli.cjs", path.join(prefix, "bin/arcbox-controller"));
   await symlink(process.execPath, path.join(prefix, "bin/node"));
 }
 

@@ -54,6 +54,7 @@ const EXPECTED_ALERTS = [
   "ArcboxMachinesNeedingRecovery",
   "ArcboxDaemonDownWithRunningMachines",
   "ArcboxLivenessProbeErrors",
+  "ArcboxPathNotAnswering",
   "ArcboxInvalidMachineConfigs",
   "ArcboxWorkQueueBacklog",
   "ArcboxWorkQueueStuck",

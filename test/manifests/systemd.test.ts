@@ -43,13 +43,13 @@ function only(settings: Map<string, string[]>, key: string): string | undefined 
 }
 
 /**
- * Writes the unit into a temp dir with ExecStart's program replaced by this Node.js and dist/cli.js:
+ * Writes the unit into a temp dir with ExecStart's program replaced by this Node.js and dist/cli.cjs:
  * `systemd-analyze verify` insists that the program exists, and the installed bin does not here.
  * `dropIns` land in the unit's `.d` directory, where verify reads them.
  */
 async function stageUnit(unitText: string, dropIns: Record<string, string> = {}): Promise<string> {
   const dir = await makeTempDir("systemd-unit");
-  const runnable = `${process.execPath} ${path.join(repoRoot, "dist/cli.js")}`;
+  const runnable = `${process.execPath} ${path.join(repoRoot, "dist/cli.cjs")}`;
   const staged = unitText.replace(/^ExecStart=\S+ /m, `ExecStart=${runnable} `);
   expect(staged, "the unit has no ExecStart= to stage").not.toBe(unitText);
   await writeFile(path.join(dir, UNIT), staged);

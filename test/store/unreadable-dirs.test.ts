@@ -104,7 +104,7 @@ describe("a machine directory that cannot be read", () => {
   });
 
   it("`reconcile` recovers every other machine and counts it as invalid", async () => {
-    const args = [path.join(app, "dist", "cli.js"), "reconcile", "--config", config, "-d", machines, "--no-hooks", "--liveness", "none", "-o", "json"];
+    const args = [path.join(app, "dist", "cli.cjs"), "reconcile", "--config", config, "-d", machines, "--no-hooks", "--liveness", "none", "-o", "json"];
     const { code, stdout, stderr } = await runNodeAsNobody(args);
     expect(code, stderr).toBe(1);
     expect(JSON.parse(stdout)).toMatchObject({ machines: 4, recovered: 3, errors: 0, invalid: 1, pending: 0 });
@@ -119,19 +119,19 @@ describe("a machine directory that cannot be read", () => {
   it("`get` and `validate` show it as invalid, and the others as they are", async () => {
     const common = ["--config", config, "-d", machines, "--liveness", "none"];
     const lockedDir = path.join(machines, "locked");
-    const get = await runNodeAsNobody([path.join(app, "dist", "cli.js"), "get", ...common, "-o", "json"]);
+    const get = await runNodeAsNobody([path.join(app, "dist", "cli.cjs"), "get", ...common, "-o", "json"]);
     expect(get.code, get.stderr).toBe(0);
     const rows = JSON.parse(get.stdout) as { name: string; status: string; error: string | null }[];
     expect(rows.map((row) => [row.name, row.status])).toEqual([["locked", "Invalid"], ...OK.map((name) => [name, "NeedsRecovery"])]);
     expect(rows[0]!.error).toBe(`${lockedDir}: cannot be read: permission denied (EACCES)`);
-    const validate = await runNodeAsNobody([path.join(app, "dist", "cli.js"), "validate", ...common]);
+    const validate = await runNodeAsNobody([path.join(app, "dist", "cli.cjs"), "validate", ...common]);
     expect(validate.code).toBe(1);
     expect(validate.stdout + validate.stderr).toContain(`${lockedDir}/config.toml: cannot be read: permission denied (EACCES)`);
     await lockedUntouched();
   });
 
   it("`run` starts, recovers every other machine and reports it", async () => {
-    const args = [path.join(app, "dist", "cli.js"), "run", "--config", config, "-d", machines, "--no-hooks", "--liveness", "none", "--listen", "127.0.0.1:0"];
+    const args = [path.join(app, "dist", "cli.cjs"), "run", "--config", config, "-d", machines, "--no-hooks", "--liveness", "none", "--listen", "127.0.0.1:0"];
     const child = spawnNodeAsNobody(args);
     const exited = once(child, "exit");
     const log: Record<string, unknown>[] = [];

@@ -1,6 +1,6 @@
 /** Finding the networking hooks in `hooks_dir` (docs/design.md#hooks-directory). */
-import { constants as fsConstants, lstatSync, statSync } from "node:fs";
-import { access, readdir, stat } from "node:fs/promises";
+import { constants as fsConstants } from "node:fs";
+import { access, lstat, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { controllingAncestors, formatMode, untrustedDirectoryReason } from "../../platform/dir-trust.js";
 import { ExecutableHook, type ExecutableHookOptions } from "./executable-hook.js";
@@ -158,12 +158,12 @@ export function cachedHookDiscovery(hooksDir: string, options: ExecutableHookOpt
   let last: { key: string; found: DiscoveredHooks; ancestors: string[] } | undefined;
   const entriesOf = (found: DiscoveredHooks) => [...found.hooks.map((hook) => hook.path), ...found.skipped.map((skip) => skip.file)];
   return async () => {
-    if (last && discoveryKey(hooksDir, entriesOf(last.found), last.ancestors).key === last.key) return { ...last.found, changed: false };
+    if (last && (await discoveryKey(hooksDir, entriesOf(last.found), last.ancestors)).key === last.key) return { ...last.found, changed: false };
     last = undefined;
     const ancestors = await controllingAncestors(path.resolve(hooksDir));
     await checkHooksDirectoryTrust(hooksDir);
     const found = await discoverHooks(hooksDir, options);
-    const { key, newestMs } = discoveryKey(hooksDir, entriesOf(found), ancestors);
+    const { key, newestMs } = await discoveryKey(hooksDir, entriesOf(found), ancestors);
     // A change within the file system's timestamp granularity of the last one would leave the same
     // times behind: a discovery is reused only once everything it saw is older than that.
     if (Date.now() - newestMs > RACY_TIMESTAMP_MS) last = { key, found, ancestors };
@@ -179,26 +179,23 @@ const RACY_TIMESTAMP_MS = 2_000;
  * times, and the identity, owner and mode of each directory above it (not their times: /tmp's change
  * all the time). Also the newest of the times.
  */
-function discoveryKey(hooksDir: string, entries: string[], ancestors: string[]): { key: string; newestMs: number } {
+async function discoveryKey(hooksDir: string, entries: string[], ancestors: string[]): Promise<{ key: string; newestMs: number }> {
   let newestMs = 0;
-  const identity = (path: string, follow: boolean, times = true): string => {
+  const identity = async (path: string, follow: boolean, times = true): Promise<string> => {
     try {
-      // throwIfNoEntry: an exception costs more than the stat.
-      const stat = follow ? statSync(path, { bigint: true, throwIfNoEntry: false }) : lstatSync(path, { bigint: true, throwIfNoEntry: false });
-      if (stat === undefined) return "ENOENT";
-      const id = `${stat.dev}:${stat.ino}:${stat.mode}:${stat.uid}`;
+      const info = follow ? await stat(path, { bigint: true }) : await lstat(path, { bigint: true });
+      const id = `${info.dev}:${info.ino}:${info.mode}:${info.uid}`;
       if (!times) return id;
-      newestMs = Math.max(newestMs, Number(stat.mtimeNs / 1_000_000n), Number(stat.ctimeNs / 1_000_000n));
-      return `${id}:${stat.mtimeNs}:${stat.ctimeNs}`;
+      newestMs = Math.max(newestMs, Number(info.mtimeNs / 1_000_000n), Number(info.ctimeNs / 1_000_000n));
+      return `${id}:${info.mtimeNs}:${info.ctimeNs}`;
     } catch (error) {
       return (error as NodeJS.ErrnoException).code ?? "error";
     }
   };
   // The directory and each entry are looked at both as themselves and as what a symlink leads to.
-  const key = [
-    ...ancestors.map((dir) => identity(dir, false, false)),
-    `${identity(hooksDir, false)}>${identity(hooksDir, true)}`,
-    ...entries.map((entry) => `${identity(entry, false)}>${identity(entry, true)}`),
-  ].join("|");
-  return { key, newestMs };
+  // One call at a time: on a mount that stops answering, only one thread is held.
+  const parts: string[] = [];
+  for (const dir of ancestors) parts.push(await identity(dir, false, false));
+  for (const path of [hooksDir, ...entries]) parts.push(`${await identity(path, false)}>${await identity(path, true)}`);
+  return { key: parts.join("|"), newestMs };
 }

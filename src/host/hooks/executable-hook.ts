@@ -2,8 +2,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { lstat, realpath, stat } from "node:fs/promises";
-import { basename, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import { OverdueCalls } from "../../platform/deadline.js";
 import { ancestorsOf, formatMode, untrustedDirectoryReason } from "../../platform/dir-trust.js";
 import { toJsonWithBigInts, type Machine } from "../../store/machine.js";
 import { HookError, HookRefusedError } from "./errors.js";
@@ -37,6 +38,11 @@ export interface ExecutableHookOptions {
   killGraceMs?: number;
   /** Bytes of stderr kept for the error report; default 8 KiB. */
   stderrTailBytes?: number;
+  /**
+   * Deadlines of the checks made on the hook's file before each run, keyed by the directory it is in
+   * (docs/design.md#hung-mounts); default: a new OverdueCalls.
+   */
+  calls?: OverdueCalls;
 }
 
 /**
@@ -63,6 +69,7 @@ export class ExecutableHook implements NetworkHook {
   private readonly timeoutMs: number;
   private readonly killGraceMs: number;
   private readonly stderrTailBytes: number;
+  private readonly calls: OverdueCalls;
 
   /** Throws a RangeError for an option that is not a positive integer of milliseconds/bytes. */
   constructor(
@@ -77,6 +84,7 @@ export class ExecutableHook implements NetworkHook {
       options.stderrTailBytes ?? DEFAULT_STDERR_TAIL_BYTES,
       Number.MAX_SAFE_INTEGER,
     );
+    this.calls = options.calls ?? new OverdueCalls();
   }
 
   /**
@@ -166,15 +174,17 @@ export class ExecutableHook implements NetworkHook {
   }
 
   private async refuseIfUnsafe(failure: { hook: string; machine: string }): Promise<void> {
-    let stats;
-    let linked: boolean;
+    let reason;
     try {
-      linked = (await lstat(this.path)).isSymbolicLink();
-      stats = await stat(this.path); // follows a symlink: the target is what runs
+      // Within the deadline: a file on a mount that stopped answering would hang its start too.
+      reason = await this.calls.run(dirname(this.path), `the checks of hook ${this.path}`, async () => {
+        const linked = (await lstat(this.path)).isSymbolicLink();
+        const stats = await stat(this.path); // follows a symlink: the target is what runs
+        return unsafeHookReason(stats, this.path) ?? (linked ? await untrustedTargetReason(this.path) : undefined);
+      });
     } catch (error) {
       throw new HookError({ ...failure, problem: `could not be started: ${messageOf(error)}`, cause: error });
     }
-    const reason = unsafeHookReason(stats, this.path) ?? (linked ? await untrustedTargetReason(this.path) : undefined);
     if (reason !== undefined) throw new HookRefusedError(this.path, reason);
   }
 }

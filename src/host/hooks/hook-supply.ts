@@ -4,7 +4,8 @@
  * hooks is either a choice (`hooks_dir = ""`, `--no-hooks`) or the default directory missing on a
  * new host, and then every recovery says so. It never silently means "recovered with no hook".
  */
-import { statSync } from "node:fs";
+import { stat } from "node:fs/promises";
+import { NoAnswerError, OverdueCalls } from "../../platform/deadline.js";
 import { cachedHookDiscovery, checkHooksDirectoryTrust, HooksDirectoryError, type DiscoveredHooks } from "./discovery.js";
 import type { ExecutableHookOptions } from "./executable-hook.js";
 import type { NetworkHook } from "./network-hook.js";
@@ -59,6 +60,7 @@ export class DirectoryHookSupply implements HookSupply {
   readonly #setting: HooksSetting;
   readonly #discover: (() => Promise<DiscoveredHooks & { changed: boolean }>) | undefined;
   readonly #onDiscovered: DirectoryHookSupplyOptions["onDiscovered"];
+  readonly #calls: OverdueCalls;
   /** The default directory was missing at start and has not appeared since: recoveries run no hook. */
   #defaultMissing = false;
   #lastHooks: readonly string[] | undefined;
@@ -66,24 +68,28 @@ export class DirectoryHookSupply implements HookSupply {
   constructor(setting: HooksSetting, options: DirectoryHookSupplyOptions = {}) {
     this.#setting = setting;
     this.#onDiscovered = options.onDiscovered;
+    this.#calls = options.calls ?? new OverdueCalls();
     const { onDiscovered: _ignored, ...hookOptions } = options;
-    this.#discover = setting.dir === null ? undefined : cachedHookDiscovery(setting.dir, hookOptions);
+    this.#discover = setting.dir === null ? undefined : cachedHookDiscovery(setting.dir, { ...hookOptions, calls: this.#calls });
   }
 
   /**
    * The start-up check: resolves with what to log once. Throws {@link HooksDirectoryError} when a
    * named directory is missing, or any directory is not a directory, is not trusted or cannot be read;
    * the message then says who named it. A missing default directory is a warning, as is one without
-   * any hook to run.
+   * any hook to run, and one that does not answer (a hung mount: each recovery fails until it does).
    */
   async check(): Promise<HooksNotice> {
     const { dir, source } = this.#setting;
     if (dir === null) return { level: "info", message: `running without network hooks (${source ?? "hooks off"})`, fields: {} };
     let found: DiscoveredHooks;
     try {
-      await checkHooksDirectoryTrust(dir);
-      found = await this.#discovered();
+      found = await this.#answered(dir, "the check", async () => {
+        await checkHooksDirectoryTrust(dir);
+        return this.#discovered();
+      });
     } catch (error) {
+      if (error instanceof HooksDirectoryError && error.code === "ETIMEDOUT") return { level: "warn", message: error.message, fields: { hooks_dir: dir } };
       if (error instanceof HooksDirectoryError && error.code === "ENOENT" && source === null) {
         this.#defaultMissing = true;
         const message = `no hooks directory: the default ${dir} does not exist, so recoveries run no network hook until it does (create it, or set hooks_dir = "" to run without hooks)`;
@@ -100,11 +106,26 @@ export class DirectoryHookSupply implements HookSupply {
   async current(): Promise<HookSet> {
     const { dir, source } = this.#setting;
     if (dir === null) return { hooks: [], noHooks: `hooks are off (${source ?? "no hooks directory"})` };
-    if (this.#defaultMissing) {
-      if (statSync(dir, { throwIfNoEntry: false }) === undefined) return { hooks: [], noHooks: `the default hooks directory ${dir} does not exist` };
-      this.#defaultMissing = false; // from now on it must be there
+    return this.#answered(dir, "a look", async () => {
+      if (this.#defaultMissing) {
+        if (!(await exists(dir))) return { hooks: [], noHooks: `the default hooks directory ${dir} does not exist` };
+        this.#defaultMissing = false; // from now on it must be there
+      }
+      return { hooks: (await this.#discovered()).hooks };
+    });
+  }
+
+  /**
+   * `work` on the hooks directory, within the file system deadline: one that does not answer (a hung
+   * mount) rejects with HooksDirectoryError code ETIMEDOUT, and so does every later look until it has.
+   */
+  async #answered<T>(dir: string, what: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await this.#calls.run(dir, `${what} of ${dir}`, work);
+    } catch (error) {
+      if (!(error instanceof NoAnswerError)) throw error;
+      throw new HooksDirectoryError(dir, "ETIMEDOUT", `does not answer (a hung mount?): ${error.message}; recoveries fail until it does`, { cause: error });
     }
-    return { hooks: (await this.#discovered()).hooks };
   }
 
   /** How the hooks stand, as far as the last check or recovery found. */
@@ -124,6 +145,13 @@ export class DirectoryHookSupply implements HookSupply {
     }
     return found;
   }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    (error: unknown) => (error as NodeJS.ErrnoException).code !== "ENOENT",
+  );
 }
 
 /** A hooks-directory error of the start-up check, saying who named the directory and how to go on. */
