@@ -80,8 +80,8 @@ export class ConflictError extends StoreError {
 
 /**
  * Marks a problem that only the controller's own stricter rules find (name rule, name equal to its
- * directory, no symlink, no FIFO, at most 1 MiB), saying what arcbox-core does with such a file
- * (docs/design.md#validity); by default that it loads it.
+ * directory, no symlink, no FIFO, at most 1 MiB, nested at most 100 deep), saying what arcbox-core
+ * does with such a file (docs/design.md#validity); by default that it loads it.
  */
 export function controllerRule(reason: string, arcboxCore = "arcbox-core would load it"): string {
   return `${reason} (a rule of arcbox-controller's own; ${arcboxCore})`;

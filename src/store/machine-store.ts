@@ -19,7 +19,7 @@ import {
 import { toPersistedState, type Machine, type MachineState } from "./machine.js";
 import { machineNameProblem, validateMachineName } from "./names.js";
 import { orderMachineKeys } from "./schema.js";
-import { decodeUtf8, readConfigAt, revisionOf, type ConfigSnapshot, type Revision } from "./config-file.js";
+import { decodeUtf8, MAX_CONFIG_BYTES, readConfigAt, revisionOf, type ConfigSnapshot, type Revision } from "./config-file.js";
 import { defaultFsOps, type DurableFsOps } from "./dir-ops.js";
 import { guardedFsOps } from "./guarded-ops.js";
 import { OverdueCalls } from "../platform/deadline.js";
@@ -33,7 +33,15 @@ import {
   listDirectoryEntries,
   listMachineEntryNames,
 } from "./machine-entries.js";
-import { editInPlace, parseMachineConfig, serializeMachine, type CheckedText, type MinimalChange, type ParsedMachineConfig } from "./toml-codec.js";
+import {
+  checkMachine,
+  editInPlace,
+  parseMachineConfig,
+  serializeMachine,
+  type CheckedText,
+  type MinimalChange,
+  type ParsedMachineConfig,
+} from "./toml-codec.js";
 
 export { CONFIG_FILE_NAME };
 
@@ -297,7 +305,8 @@ export class MachineStore {
   /**
    * One read-modify-write. `mutate` gets a copy of the machine and changes it (or returns a new
    * one); when nothing changed nothing is written. Only `state`/`ip_address` changed → those bytes
-   * are edited in place; otherwise the file is re-serialised with its unknown keys. A write by
+   * are edited in place, or nothing is written (StoreError) when that cannot be done; otherwise the
+   * file is re-serialised with its unknown keys. A result over 1 MiB is never written. A write by
    * someone else since the read is never overwritten, not even one landing during the commit (see
    * durable-write.ts; on a file system that cannot swap two names, one landing in the microseconds
    * before the rename can be). Throws ConflictError (file changed, or not at
@@ -430,16 +439,24 @@ export class MachineStore {
     return removed.sort();
   }
 
+  /**
+   * The new text: a change of `state`/`ip_address` only is an edit in place or nothing (an
+   * InvalidConfigError for an invalid value, else a StoreError); any other change re-serialises.
+   */
   private render(current: ReadResult, next: Machine, changed: string[]): CheckedText {
     const { snapshot, document } = current;
-    if (changed.every((k) => k === "state" || k === "ip_address")) {
-      const change: MinimalChange = {};
-      if (changed.includes("state")) change.state = next.state;
-      if (changed.includes("ip_address")) change.ip_address = next.ip_address ?? null;
-      const edited = editInPlace(snapshot.text, current, change, snapshot.path, next.name);
-      if (edited !== undefined) return edited;
-    }
-    return serializeMachine(next, snapshot.path, document);
+    if (!changed.every((k) => k === "state" || k === "ip_address")) return serializeMachine(next, snapshot.path, document);
+    const change: MinimalChange = {};
+    if (changed.includes("state")) change.state = next.state;
+    if (changed.includes("ip_address")) change.ip_address = next.ip_address ?? null;
+    const edited = editInPlace(snapshot.text, current, change, snapshot.path, next.name);
+    if (edited !== undefined) return edited;
+    checkMachine(next, snapshot.path);
+    throw new StoreError(
+      `${snapshot.path}: cannot change ${changed.join(" and ")} of machine "${next.name}" by editing the file in place, ` +
+        "and it is never rewritten whole for that; nothing was written",
+      snapshot.path,
+    );
   }
 
   /** The file operations: those given, else this system's (chosen on first use). */
@@ -579,6 +596,11 @@ export class MachineStore {
    */
   private async writeChecked(dir: OpenDirectory, bytes: Uint8Array, basis: ConfigSnapshot | undefined): Promise<void> {
     const path = join(dir.path, CONFIG_FILE_NAME);
+    if (bytes.length > MAX_CONFIG_BYTES) {
+      // The store's own reader would refuse it: such a write would turn a valid machine invalid.
+      const limit = `config files are limited to 1 MiB (${MAX_CONFIG_BYTES} bytes)`;
+      throw new InvalidConfigError(path, { reason: `refusing to write ${bytes.length} bytes: ${limit}; nothing was written` });
+    }
     const precondition: WritePrecondition = basis ? { basis: { revision: basis.revision, identity: basis.identity } } : { absent: true };
     const previous = this.writeLocks.get(path) ?? Promise.resolve();
     const write = previous.then(() =>

@@ -24,7 +24,9 @@ import {
   newTable,
   parseToml,
   rootEntries,
+  TomlNestingError,
   TomlSyntaxError,
+  type ParsedToml,
   type KeyPath,
   type SourceEntry,
   type TomlSource,
@@ -44,9 +46,20 @@ const KNOWN_KEYS = new Set<string>(MACHINE_KEYS);
 const KNOWN_DEVICE_KEYS = new Set<string>(BLOCK_DEVICE_KEYS);
 
 /**
+ * What arcbox-core does with a text nested deeper than the controller reads (measured with its
+ * loader: inline tables load up to some 1,650 levels, arrays 1,820, key parts 10,000; one level
+ * more aborts the process with "has overflowed its stack").
+ */
+const ARCBOX_CORE_ON_NESTING = {
+  values: "arcbox-core loads up to about 1,700 levels and crashes on a stack overflow beyond",
+  key: "arcbox-core loads up to about 10,000 parts and crashes on a stack overflow beyond",
+} as const;
+
+/**
  * Parses and validates config text exactly as arcbox-core's loader would. `expectedName` (the
  * directory name) must equal the `name` key when given. Throws InvalidConfigError naming
- * `path:line:column` (where known) and the reason; never anything else for bad input.
+ * `path:line:column` (where known) and the reason, and nothing else: should reading the text fail
+ * in a way the reader does not foresee, that is an InvalidConfigError for this file too, saying so.
  */
 export function parseMachineConfig(
   text: string,
@@ -54,11 +67,25 @@ export function parseMachineConfig(
   expectedName?: string,
   now: () => Date = () => new Date(),
 ): ParsedMachineConfig {
-  let document: TomlTable;
-  let source: TomlSource;
   try {
-    ({ document, source } = parseToml(text));
+    return validateMachineConfig(parseConfigToml(text, path), path, expectedName, now);
   } catch (error) {
+    if (error instanceof InvalidConfigError) throw error;
+    const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    const reason = `reading it failed unexpectedly (${detail}); the file may well be valid`;
+    throw new InvalidConfigError(path, { reason }, { cause: error });
+  }
+}
+
+/** The text as TOML 1.0; throws InvalidConfigError where it is not, or nests deeper than the controller reads. */
+function parseConfigToml(text: string, path: string): ParsedToml {
+  try {
+    return parseToml(text);
+  } catch (error) {
+    if (error instanceof TomlNestingError) {
+      const reason = controllerRule(error.reason, ARCBOX_CORE_ON_NESTING[error.what]);
+      throw new InvalidConfigError(path, { line: error.line, column: error.column, reason }, { cause: error });
+    }
     if (!(error instanceof TomlSyntaxError)) throw error;
     throw new InvalidConfigError(
       path,
@@ -66,6 +93,15 @@ export function parseMachineConfig(
       { cause: error },
     );
   }
+}
+
+/** The machine of a parsed config, checked against the schema and the name rule; throws InvalidConfigError. */
+function validateMachineConfig(
+  { document, source }: ParsedToml,
+  path: string,
+  expectedName: string | undefined,
+  now: () => Date,
+): ParsedMachineConfig {
   if (Object.keys(document).length === 0) {
     throw new InvalidConfigError(path, {
       line: 1,
@@ -192,6 +228,23 @@ export function machineToDocument(machine: Machine, base?: TomlTable): TomlTable
   return doc;
 }
 
+/**
+ * The document of `machine` (unknown keys of `base` kept), when the schema accepts it. Throws
+ * InvalidConfigError (`refusing to write an invalid machine: <key>: <problem>`) when it does not.
+ */
+export function checkMachine(machine: Machine, path: string, base?: TomlTable): TomlTable {
+  const document = machineToDocument(machine, base);
+  const check = machineDocumentSchema.safeParse(document, { reportInput: true });
+  if (!check.success) {
+    const issue = check.error.issues[0];
+    const key = formatKeyPath((issue?.path ?? []) as KeyPath);
+    const detail =
+      issue?.code === "invalid_type" ? describeTypeIssue(issue.expected, issue.input) : (issue?.message ?? "invalid");
+    throw new InvalidConfigError(path, { key, reason: `refusing to write an invalid machine: ${key}: ${detail}` });
+  }
+  return document;
+}
+
 /** A text to write, with what it reads back as (so the writer need not parse it once more). */
 export interface CheckedText {
   text: string;
@@ -204,15 +257,7 @@ export interface CheckedText {
  * not read back as the same document.
  */
 export function serializeMachine(machine: Machine, path: string, base?: TomlTable): CheckedText {
-  const document = machineToDocument(machine, base);
-  const check = machineDocumentSchema.safeParse(document, { reportInput: true });
-  if (!check.success) {
-    const issue = check.error.issues[0];
-    const key = formatKeyPath((issue?.path ?? []) as KeyPath);
-    const detail =
-      issue?.code === "invalid_type" ? describeTypeIssue(issue.expected, issue.input) : (issue?.message ?? "invalid");
-    throw new InvalidConfigError(path, { key, reason: `refusing to write an invalid machine: ${key}: ${detail}` });
-  }
+  const document = checkMachine(machine, path, base);
   // numbersAsFloat: every integer is a bigint here, so every number is a float and stays one.
   let text: string;
   try {
@@ -235,12 +280,15 @@ export interface MinimalChange {
 }
 
 /**
- * Applies `change` to `text` (as parsed into `parsed`) by editing only the bytes of those values
- * (keeping quoting style, comments, order and layout). A new `ip_address` line goes where a
- * key-sorted file (arcbox-core with toml 0.5) would have it when the root keys are sorted, else right
- * before the `state` line (where toml 0.8's declaration order puts it). Returns `undefined` when no
- * such edit is possible or the result would not read back as exactly the document with the change
- * applied; else the edited text and what it reads back as.
+ * Applies `change` to `text` (as parsed into `parsed`) by editing only the bytes that hold those
+ * values (keeping quoting style, comments, order and layout). `state` keeps the form it is written
+ * in: a string gets the new string; serde's table form (`state = { running = {} }`,
+ * `state.running = {}`, `[state.running]`, or `[state]` with `running = {}`) gets the new variant's
+ * name in place of the old one's. A new `ip_address` line goes where a key-sorted file (arcbox-core
+ * with toml 0.5) would have it when the root keys are sorted, else right before the `state` line
+ * (where toml 0.8's declaration order puts it), or after the last root key when `state` is a table
+ * of its own. Returns `undefined` when no such edit is possible or the result would not read back
+ * as exactly the document with the change applied; else the edited text and what it reads back as.
  */
 export function editInPlace(
   text: string,
@@ -251,20 +299,18 @@ export function editInPlace(
 ): CheckedText | undefined {
   const { document, source } = parsed;
   const roots = rootEntries(source);
-  const entryOf = (key: string) => roots.find((e) => e.path.length === 1 && e.path[0] === key);
-  const stateEntry = entryOf("state");
-  if (!stateEntry) return undefined;
-  const style = text[stateEntry.valueStart] === "'" ? "literal" : "basic";
+  const state = stateSite(text, source, document.state);
+  if (!state) return undefined;
   const edits: { at: number; end: number; insert: string }[] = [];
   const expected = newTable();
   Object.assign(expected, document);
 
-  if (change.state !== undefined && change.state !== document.state) {
-    edits.push({ at: stateEntry.valueStart, end: stateEntry.valueEnd, insert: quoteString(change.state, style) });
-    expected.state = change.state;
+  if (change.state !== undefined && change.state !== state.current) {
+    edits.push({ at: state.start, end: state.end, insert: state.write(change.state) });
+    expected.state = state.value(change.state);
   }
   if (change.ip_address !== undefined && change.ip_address !== document.ip_address) {
-    const ipEntry = entryOf("ip_address");
+    const ipEntry = roots.find((e) => e.path.length === 1 && e.path[0] === "ip_address");
     if (change.ip_address === null) {
       if (ipEntry) edits.push({ at: ipEntry.lineStart, end: ipEntry.lineEnd, insert: "" });
       delete expected.ip_address;
@@ -273,11 +319,12 @@ export function editInPlace(
       edits.push({ at: ipEntry.valueStart, end: ipEntry.valueEnd, insert: quoteString(change.ip_address, ipStyle) });
       expected.ip_address = change.ip_address;
     } else {
-      const before = insertionPoint(roots, stateEntry);
-      const indent = text.slice(before.lineStart, before.keyStart);
-      const separator = text.slice(before.keyEnd, before.valueStart);
-      const line = `${indent}ip_address${separator}${quoteString(change.ip_address, style)}${source.eol}`;
-      edits.push({ at: before.lineStart, end: before.lineStart, insert: line });
+      const place = insertionPoint(roots, state.rootEntry);
+      if (!place) return undefined;
+      const { at, like } = place;
+      const indent = text.slice(like.lineStart, like.keyStart);
+      const separator = text.slice(like.keyEnd, like.valueStart);
+      edits.push({ at, end: at, insert: `${indent}ip_address${separator}${quoteString(change.ip_address, state.style)}${source.eol}` });
       expected.ip_address = change.ip_address;
     }
   }
@@ -285,9 +332,23 @@ export function editInPlace(
   for (const edit of edits.sort((a, b) => b.at - a.at)) {
     edited = edited.slice(0, edit.at) + edit.insert + edited.slice(edit.end);
   }
-  // Values made of plain characters cannot change whether TOML 1.0 accepts the text, only what it
-  // holds: that is checked with a quick parse (the original was judged by the strict one). Anything
-  // else is judged by the strict parse again.
+  return checkEdit(edited, expected, parsed, change, path, expectedName);
+}
+
+/**
+ * The edited text with what it reads back as, when that is exactly `expected`. Values made of plain
+ * characters cannot change whether TOML 1.0 accepts the text, only what it holds: that is checked
+ * with a quick parse (the original was judged by the strict one). Anything else is judged by the
+ * strict parse again.
+ */
+function checkEdit(
+  edited: string,
+  expected: TomlTable,
+  parsed: Partial<Pick<ParsedMachineConfig, "machine" | "unknownKeys">>,
+  change: MinimalChange,
+  path: string,
+  expectedName: string,
+): CheckedText | undefined {
   const plain =
     (change.state === undefined || (PERSISTED_STATES as readonly string[]).includes(change.state)) &&
     (change.ip_address === undefined || change.ip_address === null || PLAIN_VALUE.test(change.ip_address));
@@ -302,6 +363,51 @@ export function editInPlace(
   }
   const reread = readBack(edited, expected, path, expectedName);
   return reread && { text: edited, parsed: reread };
+}
+
+/** Where and how `state` is written: the bytes naming it, and how to write another state there. */
+interface StateSite {
+  /** The state the text holds (the variant's name in the table form). */
+  current: string;
+  start: number;
+  end: number;
+  /** Text for another state in place of `start`..`end`: the same kind of string, or of key. */
+  write(state: PersistedState): string;
+  /** What the document then holds for `state`. */
+  value(state: PersistedState): TomlValue;
+  /** The root `key = value` that holds `state` (absent when `state` is a table with its own header). */
+  rootEntry: SourceEntry | undefined;
+  /** The quoting of the state's string value ("basic" for the table form). */
+  style: "literal" | "basic";
+}
+
+/**
+ * How `state` is written in `text`: a string, or serde's table form `{ <variant> = {} }` in any of
+ * its spellings (inline table, dotted key, header), where the one place naming the variant is the
+ * last part of the key that defines `state.<variant>`. Undefined for anything else.
+ */
+function stateSite(text: string, source: TomlSource, state: TomlValue | undefined): StateSite | undefined {
+  const rootEntry = rootEntries(source).find((e) => e.path[0] === "state");
+  if (typeof state === "string") {
+    if (rootEntry === undefined || rootEntry.path.length !== 1) return undefined;
+    const style = text[rootEntry.valueStart] === "'" ? "literal" : "basic";
+    const write = (next: string) => quoteString(next, style);
+    return { current: state, start: rootEntry.valueStart, end: rootEntry.valueEnd, write, value: (next) => next, rootEntry, style };
+  }
+  const variants = isTable(state) ? Object.keys(state) : [];
+  const variant = variants[0];
+  if (variants.length !== 1 || variant === undefined) return undefined;
+  const entry = source.entries.find((e) => e.path.length === 2 && e.path[0] === "state" && e.path[1] === variant);
+  const part = entry?.keyParts[entry.keyParts.length - 1];
+  if (part === undefined) return undefined;
+  const quote = text[part.start];
+  const write = (next: string) => (quote === "'" ? `'${next}'` : quote === '"' ? `"${next}"` : next);
+  const value = (next: string) => {
+    const table = newTable();
+    table[next] = newTable();
+    return table;
+  };
+  return { current: variant, start: part.start, end: part.end, write, value, rootEntry, style: "basic" };
 }
 
 /** A value of plain characters (what `state` values and usual IP addresses are): quoted as it is, in either style. */
@@ -329,11 +435,18 @@ function withLazySource(known: Omit<ParsedMachineConfig, "source">, text: string
   });
 }
 
-function insertionPoint(roots: SourceEntry[], stateEntry: SourceEntry): SourceEntry {
+/**
+ * Where a new `ip_address` line goes, and the entry whose layout it copies: in a key-sorted file
+ * before the first root key after it; else before the root entry of `state`; else (`state` has a
+ * header of its own, after the root keys) after the last root key.
+ */
+function insertionPoint(roots: SourceEntry[], stateEntry: SourceEntry | undefined): { at: number; like: SourceEntry } | undefined {
   const keys = roots.map((e) => String(e.path[0]));
   const sorted = keys.every((k, i) => i === 0 || (keys[i - 1] as string) <= k);
-  if (!sorted) return stateEntry;
-  return roots.find((e) => String(e.path[0]) > "ip_address") ?? stateEntry;
+  const next = sorted ? roots.find((e) => String(e.path[0]) > "ip_address") : stateEntry;
+  if (next) return { at: next.lineStart, like: next };
+  const last = roots[roots.length - 1];
+  return last && { at: last.lineEnd, like: last };
 }
 
 /** `value` as a TOML string: 'literal' when asked and possible, else "basic" with escapes. */

@@ -296,6 +296,58 @@ describe("validate", () => {
   });
 });
 
+describe("a machine nested too deeply or holding a long value among others", () => {
+  /** toml08 fixtures, a machine nested 2,000 arrays deep, one with a 200,000-character kernel path, both persisted running. */
+  async function machinesWithPathologicalOnes(): Promise<{ dir: string; deep: string }> {
+    const dir = await copyFixtures("toml08");
+    const deep = await writeMachine(dir, "deep", machineToml("deep", { extra: `x = ${"[".repeat(2000)}${"]".repeat(2000)}` }));
+    await writeMachine(dir, "long", machineToml("long", { state: "stopped", extra: `kernel = "${"k".repeat(200_000)}"` }));
+    return { dir, deep };
+  }
+  const deepLine = machineToml("deep").split("\n").length;
+  const deepRule = /arrays and inline tables are nested more than 100 deep \(a rule of arcbox-controller's own; arcbox-core loads up to/;
+
+  it("get lists every machine, the deep one invalid at its line and column, the long one read", async () => {
+    const { dir, deep } = await machinesWithPathologicalOnes();
+    const result = await arcbox(["get", "-d", dir, "--liveness", "none", "-o", "json"]);
+    expect(result.code, result.stderr).toBe(0);
+    const rows = JSON.parse(result.stdout) as Array<Record<string, unknown>>;
+    expect(rows.map((r) => [r.name, r.status])).toEqual([
+      ["deep", "Invalid"],
+      ["default", "NeedsRecovery"],
+      ["dev", "Healthy"],
+      ["long", "Healthy"],
+    ]);
+    expect(rows[0]?.error).toMatch(new RegExp(`^${deep.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:${deepLine}:105: `));
+    expect(rows[0]?.error).toMatch(deepRule);
+  });
+
+  it("validate reports only the deep one, as path:line:col", async () => {
+    const { dir, deep } = await machinesWithPathologicalOnes();
+    const result = await arcbox(["validate", "-d", dir]);
+    expect([result.code, result.stderr]).toEqual([1, "1 of 4 configs invalid\n"]);
+    expect(result.stdout.startsWith(`${deep}:${deepLine}:105: arrays and inline tables are nested more than 100 deep`)).toBe(true);
+    expect(result.stdout.trimEnd().split("\n")).toHaveLength(1);
+  });
+
+  it("run counts the deep one invalid and the others by state, without a failed reconcile", async () => {
+    const { dir } = await machinesWithPathologicalOnes();
+    const args = ["--config", emptyConfig, "-d", dir, "--no-hooks", "--liveness", "none", "--listen", "127.0.0.1:0"];
+    const controller = await startControllerProcess(args);
+    try {
+      const metrics = await waitFor(async () => {
+        const text = await (await fetch(`http://${controller.address}/metrics`)).text();
+        return /arcbox_machines\{state="invalid"\} 1/.test(text) && /arcbox_machines\{state="stopped"\} 3/.test(text) ? text : null;
+      }, "every machine to be counted");
+      expect(metrics).toMatch(/arcbox_reconcile_errors_total 0/);
+      const invalid = controller.logs.find((line) => line.msg === "invalid machine config; not touching it until it changes");
+      expect(invalid).toMatchObject({ machine: "deep" });
+    } finally {
+      expect(await controller.stop()).toBe(0);
+    }
+  });
+});
+
 describe("usage", () => {
   it.each([
     [["frobnicate"], /unknown command "frobnicate"/],

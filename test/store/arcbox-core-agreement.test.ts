@@ -69,6 +69,10 @@ describe("agreement with arcbox-core", () => {
     await agree(base.replace(/created_at = .*/, 'created_at = "2026-11-20T08:00:00.1234567891Z"'), true);
   });
 
+  it("a basic string of 200,000 characters (valid TOML; it once overflowed the reader's stack) is accepted", async () => {
+    await agree(`${base}kernel = "${"k".repeat(200_000)}"\n`, true);
+  });
+
   it("get and validate list a directory named ..x or .hidden holding config.toml, invalid by the controller's name rule", async () => {
     await t.put("..x", configText("..x"));
     await t.put(".hidden", configText(".hidden"));
@@ -143,6 +147,20 @@ describe("what arcbox-core does with what the controller's own rules refuse: eac
     expect(error?.message).toContain("(a rule of arcbox-controller's own; arcbox-core would load it)");
     const [core] = await coreCheckAll(judge, t.dir, ["web"]);
     expect(core?.ok, core?.output).toBe(true);
+  });
+
+  itWithCoreLoader("2,000 nested arrays (a 4 KB file): refused at the 101st; arcbox-core loads 1,800, crashes on 2,000", async (judge) => {
+    const nested = (depth: number) => `${base}x = ${"[".repeat(depth)}${"]".repeat(depth)}\n`;
+    await t.put("web", nested(2000).replace('name = "m"', 'name = "web"'));
+    const error = await t.store.load("web").then(() => null, (e: unknown) => e as Error);
+    expect(error?.message).toBe(
+      `${t.dir}/web/config.toml:${base.split("\n").length}:105: arrays and inline tables are nested more than 100 deep ` +
+        "(a rule of arcbox-controller's own; arcbox-core loads up to about 1,700 levels and crashes on a stack overflow beyond)",
+    );
+    await t.put("loads", nested(1800).replace('name = "m"', 'name = "loads"'));
+    const [crash, loads] = await coreCheckAll(judge, t.dir, ["web", "loads"]);
+    expect([crash?.code, crash?.output.includes("has overflowed its stack")]).toEqual([134, true]);
+    expect(loads?.ok, loads?.output).toBe(true);
   });
 
   itWithCoreLoader("a fifo as config.toml: arcbox-core's read waits for a writer, still waiting a second later", async (judge) => {

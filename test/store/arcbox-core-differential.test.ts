@@ -79,6 +79,98 @@ describe("arcbox-core differential", () => {
   );
 });
 
+describe("deep nesting and long values", () => {
+  const nest = (open: string, close: string, depth: number, inner = "") => `${open.repeat(depth)}${inner}${close.repeat(depth)}`;
+  const key = (parts: number) => Array.from({ length: parts }, (_, i) => `k${i}`).join(".");
+  const text = (length: number) =>
+    Array.from({ length: Math.ceil(length / 10) }, (_, i) => `${i}`.padStart(9, "-") + "é").join("").slice(0, length);
+  /** Characters of `text` that fit in a 1 MiB file beside the base config (11 bytes per 10 characters). */
+  const FILLING = Math.floor((1024 * 1024 - 400) / 11) * 10;
+  const device = (i: number) => `{ path = "/d/${i}.img", read_only = ${i % 2 === 0} }`;
+  const devices = (n: number) => `[${Array.from({ length: n }, (_, i) => device(i)).join(", ")}]`;
+
+  /** Within the limit: arcbox-core's verdict and fields are the controller's. */
+  const WITHIN: [string, string][] = [
+    ["3 nested arrays", `x = ${nest("[", "]", 3)}`],
+    ["100 nested arrays", `x = ${nest("[", "]", 100)}`],
+    ["100 nested inline tables", `x = ${nest("{ a = ", " }", 100, "1")}`],
+    ["arrays and inline tables 100 deep together", `x = ${nest("[{ a = ", " }]", 50, "1")}`],
+    ["a dotted key of 100 parts", `${key(100)} = 1`],
+    ["a header of 100 parts, a key of 100 parts in it, a value 100 deep", `[${key(100)}]\n${key(100)} = ${nest("[", "]", 100)}`],
+    ["an array-of-tables header of 100 parts", `[[${key(100)}]]`],
+    ["a basic string of 200,000 characters", `kernel = "${text(200_000)}"`],
+    ["a basic string filling a 1 MiB file", `kernel = "${text(FILLING)}"`],
+    ["a literal string filling a 1 MiB file", `kernel = '${text(FILLING)}'`],
+    ["a multi-line basic string filling a 1 MiB file", `kernel = """\n${text(FILLING)}"""`],
+    ["a multi-line literal string filling a 1 MiB file", `kernel = '''${text(FILLING)}'''`],
+    ["a multi-line literal string of 200,000 characters", `cmdline = '''\n${text(200_000)}'''`],
+    ["an array of 200,000 integers", `x = [${"1, ".repeat(200_000)}]`],
+    ["5,000 block devices in one array", `block_devices = ${devices(5000)}`],
+    ["a float of 300,000 digits and a quoted key of 300,000 characters", `f = 1.${"0".repeat(300_000)}1\n"${text(300_000)}" = 2`],
+    ["a string of 200,000 characters, then a syntax error", `kernel = "${text(200_000)}"\nx = [1,,]`],
+  ];
+  /** Beyond the limit: the controller's rule, and what arcbox-core does (which its message states). */
+  const BEYOND: [string, string, "values" | "key", "loads" | "crashes"][] = [
+    ["101 nested arrays", `x = ${nest("[", "]", 101)}`, "values", "loads"],
+    ["1,800 nested arrays", `x = ${nest("[", "]", 1800)}`, "values", "loads"],
+    ["2,000 nested arrays", `x = ${nest("[", "]", 2000)}`, "values", "crashes"],
+    ["500,000 nested arrays (1 MiB)", `x = ${nest("[", "]", 500_000)}`, "values", "crashes"],
+    ["101 nested inline tables", `x = ${nest("{ a = ", " }", 101, "1")}`, "values", "loads"],
+    ["1,600 nested inline tables", `x = ${nest("{ a = ", " }", 1600, "1")}`, "values", "loads"],
+    ["2,000 nested inline tables", `x = ${nest("{ a = ", " }", 2000, "1")}`, "values", "crashes"],
+    ["a dotted key of 101 parts", `${key(101)} = 1`, "key", "loads"],
+    ["a dotted key of 10,000 parts", `${key(10_000)} = 1`, "key", "loads"],
+    ["a dotted key of 20,000 parts", `${key(20_000)} = 1`, "key", "crashes"],
+    ["a header of 101 parts", `[${key(101)}]`, "key", "loads"],
+    ["a header of 20,000 parts", `[${key(20_000)}]`, "key", "crashes"],
+    ["a key of 101 parts in an inline table", `x = { ${key(101)} = 1 }`, "key", "loads"],
+  ];
+  const RULE = {
+    values: "arrays and inline tables are nested more than 100 deep (a rule of arcbox-controller's own; " +
+      "arcbox-core loads up to about 1,700 levels",
+    key: "a key of more than 100 dotted parts (a rule of arcbox-controller's own; arcbox-core loads up to about 10,000 parts",
+  };
+  const base = (name: string) =>
+    `name = "${name}"\ncpus = 1\nmemory_mb = 2\ndisk_gb = 3\nstate = "running"\nvm_id = "v"\ncreated_at = "2026-04-27T05:01:09.120004Z"\n`;
+
+  itWithCoreLoader(
+    `${WITHIN.length} files within the nesting limit, long values among them: arcbox-core's verdict and fields; ` +
+      `${BEYOND.length} beyond it: the controller's rule, whose message says what arcbox-core does`,
+    async (loader) => {
+      type Case = { label: string; tail: string; what?: "values" | "key"; core?: "loads" | "crashes" };
+      const cases: Case[] = [
+        ...WITHIN.map(([label, tail]) => ({ label, tail })),
+        ...BEYOND.map(([label, tail, what, core]) => ({ label, tail, what, core })),
+      ];
+      const names = cases.map((_, i) => `n${i}`);
+      const files = cases.map(({ tail }, i) => Buffer.from(`${base(names[i] as string)}${tail}\n`));
+      await mkdir(join(dir, "limits"));
+      for (const [i, name] of names.entries()) {
+        expect((files[i] as Buffer).length, cases[i]?.label).toBeLessThanOrEqual(1024 * 1024);
+        await mkdir(join(dir, "limits", name));
+        await writeFile(join(dir, "limits", name, "config.toml"), files[i] as Buffer);
+      }
+      const verdicts = await coreCheckAll(loader, join(dir, "limits"), names);
+      for (const [i, { label, what, core }] of cases.entries()) {
+        const verdict = verdicts[i] as CoreVerdict;
+        const ours = controllerVerdict(files[i] as Buffer, join(dir, "limits", names[i] as string, "config.toml"), names[i] as string);
+        const said = `${label}: arcbox-core: ${verdict.output.slice(0, 200)}; controller: ${ours.ok ? "ok" : ours.reason.slice(0, 300)}`;
+        if (what === undefined) {
+          expect(verdict.code, said).toBeLessThanOrEqual(1);
+          expect(ours.ok, said).toBe(verdict.ok);
+          if (ours.ok) expect(ours.line === verdict.output, said).toBe(true);
+        } else {
+          expect(!ours.ok && ours.reason.includes(`: ${RULE[what]}`), said).toBe(true);
+          expect(!ours.ok && /config\.toml:\d+:\d+: /.test(ours.reason), said).toBe(true);
+          if (core === "loads") expect(verdict.ok, said).toBe(true);
+          else expect(verdict.code === 134 && verdict.output.includes("has overflowed its stack"), said).toBe(true);
+        }
+      }
+    },
+    300_000,
+  );
+});
+
 describe("files the controller writes load in arcbox-core", () => {
   itWithCoreLoader(
     "store writes (minimal edits of state and ip_address, full re-serialisation) of generated configs: every other field unchanged",

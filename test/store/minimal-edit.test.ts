@@ -3,6 +3,9 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
+import { InvalidConfigError, MAX_CONFIG_BYTES } from "../../src/store/index.js";
+import { coreCheckAll, coreLine, itWithCoreLoader } from "../helpers/arcbox-core.js";
+import { runCli } from "../helpers/cli-process.js";
 import { fixtureConfig } from "../helpers/fixtures.js";
 import { useTempStore } from "./temp-store.js";
 
@@ -152,5 +155,115 @@ describe("minimal edits", () => {
     await t.put("dev", HAND_WRITTEN);
     const loaded = await t.store.updateState("dev", "stopped");
     expect(loaded.path).toBe(join(t.dir, "dev", "config.toml"));
+  });
+});
+
+/** Root keys of a hand-written file; `state` comes in one of serde's forms, in the root or after it. */
+const ROOT = `# hand-written, keep this comment
+name = 'm'   # the directory's name
+cpus = 2
+memory_mb = 4_096
+disk_gb = 20
+vm_id = "0d6f2a8e-51c4-4f0b-9e3d-7a2b1c0e9f48"
+created_at = "2026-04-27T05:01:09.120004Z"
+`;
+
+/** serde's forms of `state = running`: the string, and the externally tagged enum as a table in each TOML spelling. */
+const STATE_FORMS: [label: string, text: string][] = [
+  ["a string", `name = 'm'\nstate = "running"   # set by arcbox\n${ROOT.split("\n").slice(2).join("\n")}`],
+  ["an inline table", `${ROOT}state = { running = {} }   # serde's enum form\n`],
+  ["an inline table with a quoted variant", `${ROOT}state = { "running" = { } }\n`],
+  ["a dotted key", `${ROOT}state.running = {}\n`],
+  ["a dotted key with a literal-quoted variant", `${ROOT}state . 'running' = {}\n`],
+  ["a [state.running] header", `${ROOT}\n[state.running]   # the variant\n# nothing in it\n`],
+  ["a [state] header holding running = {}", `${ROOT}\n[state]\nrunning = {}  # the variant\n`],
+  ["a [state] header and a [state.running] header", `${ROOT}\n[state]\n[state.running]\n`],
+];
+
+describe("every form of state is edited in place", () => {
+  const t = useTempStore();
+
+  it.each(STATE_FORMS)("%s: only the name of the state changes; then ip_address goes in among the root keys", async (_label, original) => {
+    await t.put("m", original);
+    const before = await t.store.load("m");
+    expect(before.machine.state).toBe("running");
+    await t.store.updateState("m", "stopped");
+    const stopped = (await t.bytes("m")).toString();
+    const at = original.indexOf("running");
+    expectOnlyChanged(original, stopped, at, at + "running".length, "stopped");
+    expect((await t.store.load("m")).machine).toEqual({ ...before.machine, state: "stopped" });
+
+    await t.store.updateIp("m", "10.0.2.15");
+    const withIp = (await t.bytes("m")).toString();
+    // Before the line of `state` when it is a root key; else after the last root key.
+    const stateLine = stopped.search(/^state\b/m);
+    const at2 = stateLine >= 0 ? stateLine : stopped.indexOf("created_at") + ROOT.split("\n").at(-2)!.length + 1;
+    expect(withIp).toBe(`${stopped.slice(0, at2)}ip_address = "10.0.2.15"\n${stopped.slice(at2)}`);
+    expect((await t.store.load("m")).machine).toEqual({ ...before.machine, state: "stopped", ip_address: "10.0.2.15" });
+  });
+
+  itWithCoreLoader("each form, edited, loads in arcbox-core with the new state and ip, every other field unchanged", async (loader) => {
+    const names = STATE_FORMS.map((_, i) => `m${i}`);
+    for (const [i, [, text]] of STATE_FORMS.entries()) {
+      const name = names[i] as string;
+      await t.put(name, text.replace("name = 'm'", `name = '${name}'`));
+      await t.store.update(name, (m) => {
+        m.state = "created";
+        m.ip_address = "10.0.2.15";
+      });
+    }
+    const verdicts = await coreCheckAll(loader, t.dir, names);
+    for (const [i, name] of names.entries()) {
+      const { machine } = await t.store.load(name);
+      expect(machine).toMatchObject({ state: "created", ip_address: "10.0.2.15", cpus: 2, memory_mb: 4096n });
+      expect(verdicts[i]?.output, name).toBe(coreLine(machine));
+    }
+  });
+
+  it("a file that starts with a BOM keeps it first when ip_address goes before its first line", async () => {
+    const original = `\ufeffstate = "running"\n${ROOT}`;
+    await t.put("m", original);
+    await t.store.updateIp("m", "10.0.2.15");
+    expect((await t.bytes("m")).toString()).toBe(`\ufeffip_address = "10.0.2.15"\n${original.slice(1)}`);
+  });
+});
+
+describe("a write never makes a valid file invalid", () => {
+  const t = useTempStore();
+  /** A valid file of exactly `size` bytes whose full re-serialisation is larger: no created_at, a literal string of backslashes. */
+  const padded = (size: number, state: string) => {
+    const head = `${ROOT.replace(/created_at.*\n/, "")}notes = '`;
+    const tail = `'\n${state}`;
+    return `${head}${"\\".repeat(size - head.length - tail.length)}${tail}`;
+  };
+
+  it("a 1 MiB file with state as [state.running] is recovered in place, staying 1 MiB and valid", async () => {
+    const original = padded(MAX_CONFIG_BYTES, "[state.running]\n");
+    expect(Buffer.byteLength(original)).toBe(MAX_CONFIG_BYTES);
+    await t.put("m", original);
+    await t.store.updateState("m", "stopped");
+    expect((await t.bytes("m")).toString()).toBe(original.replace("[state.running]", "[state.stopped]"));
+    expect((await t.store.load("m")).machine.state).toBe("stopped");
+  });
+
+  it("a re-serialisation that would be over 1 MiB is refused, and the file stays as it was", async () => {
+    const original = padded(MAX_CONFIG_BYTES - 1000, 'state = "running"\n');
+    await t.put("m", original);
+    const error = await t.store.update("m", (m) => void (m.cpus = 3)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidConfigError);
+    expect((error as Error).message).toMatch(
+      /: refusing to write \d+ bytes: config files are limited to 1 MiB \(1048576 bytes\); nothing was written$/,
+    );
+    expect((await t.bytes("m")).toString()).toBe(original);
+    expect((await t.store.load("m")).machine.cpus).toBe(2);
+  });
+
+  it("recovery through the built CLI of a [state.running] file keeps its comments and every byte but the state's", async () => {
+    const original = `${ROOT}\n# the state, in serde's table form\n[state.running]   # since boot\n`;
+    await t.put("m", original);
+    const result = await runCli(["reconcile", "--liveness", "none", "--no-hooks", "-d", t.dir, "-o", "json"]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ machines: 1, recovered: 1, errors: 0, invalid: 0 });
+    expect((await t.bytes("m")).toString()).toBe(original.replace("[state.running]", "[state.stopped]"));
   });
 });
