@@ -1,11 +1,12 @@
 import { Agent, request } from "node:http";
 import { Gauge } from "prom-client";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ActivityLog } from "../../src/metrics/activity.js";
 import { ControllerMetrics } from "../../src/metrics/controller-metrics.js";
 import type { HealthSource } from "../../src/metrics/health.js";
-import { MetricsServerError, startMetricsServer } from "../../src/metrics/http-server.js";
+import { MetricsServerError, SERVER_LIMITS, startMetricsServer } from "../../src/metrics/http-server.js";
 import { ListenAddressError } from "../../src/metrics/listen-address.js";
+import { waitFor } from "../helpers/processes.js";
 import { exchange, openIdleConnections, openSocket, socketClosed, statusOf } from "../helpers/raw-http.js";
 import { captureLogger, startTestServer, type TestServer } from "./server-fixture.js";
 
@@ -250,6 +251,40 @@ describe("metrics HTTP server", () => {
   });
 });
 
+describe("metrics HTTP server: one render for concurrent scrapes", () => {
+  it("renders once for the scrapes that arrive while a render is in flight, and anew for a scrape after it", async () => {
+    const s = await start();
+    const renders = vi.spyOn(s.metrics, "metricsBody");
+    // The render waits, in a collect callback, until every scrape has reached the server. A scrape
+    // reads the content type just before it asks for the body: that read says it has arrived.
+    const arrived = vi.spyOn(s.metrics, "contentType", "get");
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    new Gauge({
+      name: "test_held_collect",
+      help: "A collect held until the test lets it finish.",
+      registers: [s.metrics.registry],
+      collect: () => held,
+    });
+    const scrape = async (): Promise<[number, string]> => {
+      const response = await fetch(s.url("/metrics"));
+      return [response.status, await response.text()];
+    };
+    const scrapes = Array.from({ length: 5 }, scrape);
+    await waitFor(() => arrived.mock.calls.length === 5, "every scrape to reach the server");
+    release();
+    const answers = await Promise.all(scrapes);
+    expect(answers.map(([status]) => status)).toEqual([200, 200, 200, 200, 200]);
+    expect(new Set(answers.map(([, body]) => body)).size).toBe(1);
+    expect(renders).toHaveBeenCalledTimes(1);
+
+    // Nothing is served from a render that has finished: a change after it shows at once.
+    s.metrics.setMachine("web", "running", false);
+    expect(await s.scrapeText()).toContain('arcbox_machine_state{machine="web",state="running"} 1');
+    expect(renders).toHaveBeenCalledTimes(2);
+  });
+});
+
 describe("metrics HTTP server under hostile clients (real sockets)", () => {
   it("answers 400 to request targets that are no URL, and goes on serving", async () => {
     const s = await start();
@@ -296,6 +331,56 @@ describe("metrics HTTP server under hostile clients (real sockets)", () => {
     const { response } = await stuck;
     expect(response).toBe("");
     server = undefined;
+  });
+
+  it("answers pipelined requests one after another, in order", async () => {
+    const s = await start();
+    const requests = ["GET /healthz", "HEAD /metrics", "GET /nope", "GET /metrics"].map((line) => `${line} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const last = "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    const { response } = await exchange(s.server.address, requests.join("") + last);
+    expect(response.match(/^HTTP\/1\.1 \d{3}/gm)).toEqual(["HTTP/1.1 200", "HTTP/1.1 200", "HTTP/1.1 404", "HTTP/1.1 200", "HTTP/1.1 200"]);
+  });
+
+  it("closes a connection that pipelines more requests than may wait, rendering at most one answer for it", async () => {
+    const s = await start();
+    const renders = vi.spyOn(s.metrics, "metricsBody");
+    const flood = await openSocket(s.server.address);
+    flood.on("error", () => undefined);
+    // About 61 KB of scrapes at once, never read.
+    flood.write("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1_800));
+    await waitFor(() => flood.closed, "the server to close the flooding connection");
+    expect(renders.mock.calls.length).toBeLessThanOrEqual(1);
+    expect((await fetch(s.url("/metrics"))).status).toBe(200);
+  });
+
+  it("answers a scrape and /healthz while every answer slot is held by a client that does not read", async () => {
+    const s = await start();
+    // A body far larger than what socket buffers take in, so that an unread answer stays unflushed.
+    const bodyBytes = 8 * 1024 * 1024;
+    new Gauge({ name: "test_large", help: "x".repeat(bodyBytes), registers: [s.metrics.registry] });
+    const stalled = await Promise.all(
+      Array.from({ length: SERVER_LIMITS.maxAnswersInFlight }, async () => {
+        const socket = await openSocket(s.server.address);
+        socket.on("error", () => undefined);
+        const answered = new Promise<void>((resolve) =>
+          socket.once("data", () => {
+            socket.pause();
+            resolve();
+          }),
+        );
+        socket.write("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        await answered;
+        return socket;
+      }),
+    );
+    try {
+      expect((await fetch(s.url("/healthz"))).status).toBe(200);
+      const response = await fetch(s.url("/metrics"));
+      expect(response.status).toBe(200);
+      expect((await response.text()).length).toBeGreaterThan(bodyBytes);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+    }
   });
 
   it("1,000 idle connections neither stop it serving nor hold close()", async () => {
